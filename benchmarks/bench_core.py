@@ -1,0 +1,182 @@
+"""Micro-benchmark of the core's hot path: ``_core.record_requests`` per finished request.
+
+Measures the caller thread's CPU time per request (what the process driving vLLM pays, holding
+the GIL) and wall time, for batches of 1, 64 and 4096, with export off (exporters ``none``) and
+with OTLP/HTTP to a sink in another process. Each configuration runs in its own process,
+alternating, several rounds; the table shows medians and the min-max spread.
+
+    python benchmarks/bench_core.py [--requests 100000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BATCH_SIZES = (1, 64, 4096)
+CONFIGS = ("none", "otlp-http")
+
+
+def make_records(n: int, parent):
+    now = time.time_ns()
+    records = []
+    for i in range(n):
+        records.append(
+            (
+                str(i),
+                None,
+                now,
+                now + 250_000_000,
+                12,
+                32,
+                0,
+                ["length"],
+                None,
+                0.04,
+                0.0065,
+                0.001,
+                0.039,
+                0.2,
+                0.239,
+                0.25,
+                None,
+            )
+        )
+    return records
+
+
+def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
+    from opentelemetry.instrumentation.vllm import _core
+
+    overrides = {
+        "OTEL_BSP_MAX_QUEUE_SIZE": str(total + 1),
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+    }
+    if config == "none":
+        overrides |= {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    else:
+        overrides |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    _core.configure(overrides)
+    trace_id, span_id, flags = _core.new_span_context(None, "text_completion", "bench")
+    header = (
+        "text_completion",
+        "vllm",
+        "bench",
+        "bench",
+        (trace_id, span_id, flags, False),
+        0,
+        {"gen_ai.request.max_tokens": 32},
+    )
+    batches = [make_records(batch, None) for _ in range(max(1, total // batch))]
+    # Warm-up (allocations, first export) outside the measurement.
+    _core.record_requests(header, batches[0])
+    _core.force_flush(30)
+    before = _core.stats()
+    cpu0, wall0, proc0 = time.thread_time_ns(), time.perf_counter_ns(), time.process_time_ns()
+    for records in batches:
+        _core.record_requests(header, records)
+    cpu1, wall1 = time.thread_time_ns(), time.perf_counter_ns()
+    _core.force_flush(60)
+    proc1 = time.process_time_ns()
+    after = _core.stats()
+    n = len(batches) * batch
+    _core.shutdown(10)
+    return {
+        "caller_cpu_us": (cpu1 - cpu0) / n / 1e3,
+        "caller_wall_us": (wall1 - wall0) / n / 1e3,
+        "process_cpu_us": (proc1 - proc0) / n / 1e3,
+        "dropped": after["requests_dropped"]
+        - before["requests_dropped"]
+        + after["spans_dropped"]
+        - before["spans_dropped"],
+        "exported": after["spans_exported"] - before["spans_exported"],
+        "requests": n,
+    }
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def sink() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--worker", nargs=3, metavar=("BATCH", "CONFIG", "ENDPOINT"))
+    parser.add_argument("--sink", action="store_true")
+    args = parser.parse_args()
+    if args.sink:
+        return sink()
+    if args.worker:
+        batch, config, endpoint = args.worker
+        print(json.dumps(worker(int(batch), args.requests, config, endpoint)))
+        return None
+
+    sink_proc = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = f"http://127.0.0.1:{sink_proc.stdout.readline().strip()}"
+        results: dict[tuple[int, str], list[dict]] = {}
+        for _ in range(args.rounds):
+            for batch in BATCH_SIZES:
+                for config in CONFIGS:  # alternate configurations within each round
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--requests",
+                            str(args.requests),
+                            "--worker",
+                            str(batch),
+                            config,
+                            endpoint,
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                        env=dict(os.environ),
+                    ).stdout
+                    results.setdefault((batch, config), []).append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        sink_proc.kill()
+
+    print(f"record_requests, {args.requests} requests per process, {args.rounds} processes per row (median [min-max])")
+    print(
+        f"{'batch':>6} {'export':>10} {'caller CPU µs/req':>24} {'caller wall µs/req':>24} "
+        f"{'process CPU µs/req':>24} {'dropped':>8}"
+    )
+
+    def cell(rows, key):
+        values = [r[key] for r in rows]
+        return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+
+    for (batch, config), rows in results.items():
+        print(
+            f"{batch:>6} {config:>10} {cell(rows, 'caller_cpu_us'):>24} {cell(rows, 'caller_wall_us'):>24} "
+            f"{cell(rows, 'process_cpu_us'):>24} {sum(r['dropped'] for r in rows):>8}"
+        )
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Rust core: spans, semconv histograms, HDR percentiles and OTLP export, off the GIL.
+
+Records are positional tuples (cheapest to build per request in Python). Durations are seconds,
+timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
+``opentelemetry.trace.SpanContext``. ``None`` means "not provided": the core records nothing for it.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
+
+__version__: str
+REQUEST_RECORD_LEN: int  # 17
+BATCH_HEADER_LEN: int  # 7
+OPERATION_RECORD_LEN: int  # 12
+
+AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+Attributes = Mapping[str, AttributeValue] | None
+
+# (trace_id, span_id, trace_flags, is_remote)
+ParentContext = tuple[int, int, int, bool]
+
+# (operation_name, provider_name, request_model, response_model, parent, span_kind, attributes)
+# span_kind: the value of opentelemetry.trace.SpanKind (0 INTERNAL, 1 SERVER, 2 CLIENT, ...).
+# attributes: span attributes shared by every request of the batch.
+BatchHeader = tuple[str, str, str | None, str | None, ParentContext | None, int, Attributes]
+
+# One finished request. span_id: one reserved with new_span_context, or None to let the core assign one.
+RequestRecord = tuple[
+    str | None,  # 0 response_id
+    int | None,  # 1 span_id
+    int,  # 2 start_ns (wall clock)
+    int,  # 3 end_ns (wall clock)
+    int | None,  # 4 input_tokens
+    int | None,  # 5 output_tokens
+    int | None,  # 6 cached_input_tokens
+    Sequence[str] | None,  # 7 finish_reasons, one per completion
+    str | None,  # 8 error_type
+    float | None,  # 9 time_to_first_token (s)
+    float | None,  # 10 time_per_output_token (s)
+    float | None,  # 11 queue (s)
+    float | None,  # 12 prefill (s)
+    float | None,  # 13 decode (s)
+    float | None,  # 14 inference (s)
+    float | None,  # 15 e2e (s)
+    Attributes,  # 16 extra span attributes of this request
+]
+
+# One API call, parent of its requests.
+OperationRecord = tuple[
+    tuple[int, int, int],  # 0 (trace_id, span_id, trace_flags) from new_span_context
+    ParentContext | None,  # 1 parent
+    str,  # 2 operation_name
+    str,  # 3 provider_name
+    str | None,  # 4 request_model
+    str | None,  # 5 response_model
+    int,  # 6 span_kind
+    int,  # 7 start_ns
+    int,  # 8 end_ns
+    str | None,  # 9 error_type
+    int | None,  # 10 request_count
+    Attributes,  # 11 extra span attributes
+]
+
+class LatencyPercentiles(TypedDict):
+    metric: str
+    model: str
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    # also "p99.9": float
+    max: float
+
+def configure(
+    overrides: Mapping[str, str] | None = None,
+    python_resource: Attributes = None,
+    explicit_resource: Attributes = None,
+) -> bool: ...
+def is_enabled() -> bool: ...
+def new_span_context(
+    parent: ParentContext | None, operation_name: str, request_model: str | None = None, span_kind: int = 0
+) -> tuple[int, int, int]: ...
+def record_requests(header: BatchHeader, requests: list[RequestRecord]) -> int: ...
+def record_operation(operation: OperationRecord) -> bool: ...
+def force_flush(timeout: float = 5.0) -> bool: ...
+def shutdown(timeout: float = 5.0) -> bool: ...
+def stats() -> dict[str, int]: ...
+def latency_percentiles() -> list[LatencyPercentiles]: ...
+def latency_summary() -> str: ...
+def latency_summary_at_exit() -> bool: ...
+def _after_fork_child() -> None: ...

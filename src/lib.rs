@@ -1,0 +1,226 @@
+//! Rust core of opentelemetry-instrumentation-vllm, exposed to Python as
+//! `opentelemetry.instrumentation.vllm._core`.
+//!
+//! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the Python shim reads
+//! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
+
+pub mod config;
+pub mod diagnostics;
+pub mod exporters;
+pub mod hdr;
+pub mod ids;
+pub mod metrics;
+pub mod pipeline;
+pub mod records;
+pub mod semconv;
+pub mod spans;
+mod state;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::diagnostics::Counters;
+use crate::pipeline::ResourceInput;
+
+fn timeout(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::from_secs(5))
+}
+
+/// Builds the pipeline from `overrides` (variable name -> value, from `instrument()` arguments),
+/// the environment and the resource attributes given. A pipeline that is already running is kept
+/// (returns its state); one that was shut down is replaced. Returns whether telemetry is enabled.
+#[pyfunction]
+#[pyo3(signature = (overrides=None, python_resource=None, explicit_resource=None))]
+fn configure(
+    py: Python<'_>,
+    overrides: Option<HashMap<String, String>>,
+    python_resource: Option<&Bound<'_, PyAny>>,
+    explicit_resource: Option<&Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    let resource = ResourceInput {
+        python_sdk: python_resource
+            .map(records::attributes)
+            .transpose()?
+            .unwrap_or_default(),
+        explicit: explicit_resource
+            .map(records::attributes)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let _ = py;
+    Ok(state::configure(overrides.unwrap_or_default(), resource))
+}
+
+/// Whether a pipeline is running (not disabled, not shut down).
+#[pyfunction]
+fn is_enabled() -> bool {
+    state::current().map(|p| !p.is_shut_down()).unwrap_or(false)
+}
+
+/// Reserves the context of a span recorded later: (trace_id, span_id, trace_flags).
+#[pyfunction]
+#[pyo3(signature = (parent, operation_name, request_model=None, span_kind=0))]
+fn new_span_context(
+    parent: &Bound<'_, PyAny>,
+    operation_name: &Bound<'_, PyAny>,
+    request_model: Option<&Bound<'_, PyAny>>,
+    span_kind: i64,
+) -> PyResult<(u128, u64, u8)> {
+    let parent = records::parent(parent)?;
+    // Lossy like every other string the core reads: a lone surrogate must not raise.
+    let operation_name = records::opt_string(operation_name)?.unwrap_or_default();
+    let request_model = request_model
+        .map(records::opt_string)
+        .transpose()?
+        .flatten();
+    let (operation_name, request_model) = (operation_name.as_str(), request_model.as_deref());
+    let kind = records::span_kind(span_kind);
+    Ok(match state::current() {
+        Some(p) => p
+            .spans
+            .new_span_context(parent.as_ref(), operation_name, request_model, kind),
+        // Telemetry is off: ids that parent nothing, never sampled.
+        None => (
+            parent.map(|p| p.trace_id).unwrap_or_else(ids::new_trace_id),
+            ids::new_span_id(),
+            0,
+        ),
+    })
+}
+
+/// The hot path: one batch of finished requests, one call. Returns how many were accepted.
+#[pyfunction]
+fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> PyResult<usize> {
+    let Some(pipeline) = state::current() else {
+        return Ok(0);
+    };
+    let header = records::batch_header(header)?;
+    let mut parsed = Vec::with_capacity(requests.len());
+    let mut invalid = 0u64;
+    for item in requests.iter() {
+        match records::request_record(&item) {
+            Ok(r) => parsed.push(r),
+            Err(_) => invalid += 1,
+        }
+    }
+    if invalid > 0 {
+        Counters::add(&pipeline.counters.records_invalid, invalid);
+        diagnostics::warn("invalid_record", || {
+            format!("skipped {invalid} malformed request records")
+        });
+    }
+    Ok(pipeline.record_requests(header, parsed))
+}
+
+/// Records an operation span (reserved with `new_span_context`) and its duration metric.
+#[pyfunction]
+fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Some(pipeline) = state::current() else {
+        return Ok(false);
+    };
+    let op = records::operation_record(operation)?;
+    Ok(pipeline.record_operation(op))
+}
+
+/// Exports everything recorded so far; waits at most `timeout` seconds, without the GIL.
+#[pyfunction]
+#[pyo3(signature = (timeout=5.0))]
+fn force_flush(py: Python<'_>, timeout: f64) -> bool {
+    match state::current() {
+        Some(p) => py.detach(move || p.force_flush(self::timeout(timeout))),
+        None => true,
+    }
+}
+
+/// Flushes and stops the pipeline; idempotent; waits at most `timeout` seconds, without the GIL.
+#[pyfunction]
+#[pyo3(signature = (timeout=5.0))]
+fn shutdown(py: Python<'_>, timeout: f64) -> bool {
+    match state::current() {
+        Some(p) => py.detach(move || p.shutdown(self::timeout(timeout))),
+        None => true,
+    }
+}
+
+/// Self-observability counters (spans and metric exports sent, dropped and failed, ...).
+#[pyfunction]
+fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    if let Some(p) = state::current() {
+        let rows = py.detach(move || p.stats(Duration::from_secs(5)));
+        for (k, v) in rows {
+            dict.set_item(k, v)?;
+        }
+    }
+    Ok(dict)
+}
+
+/// HDR percentiles per (metric, model), in seconds.
+#[pyfunction]
+fn latency_percentiles<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let Some(p) = state::current() else {
+        return Ok(Vec::new());
+    };
+    let rows = py.detach(move || p.percentiles(Duration::from_secs(5)));
+    rows.into_iter()
+        .map(|r| {
+            let d = PyDict::new(py);
+            d.set_item("metric", r.metric)?;
+            d.set_item("model", r.model)?;
+            d.set_item("count", r.count)?;
+            d.set_item("p50", r.p50)?;
+            d.set_item("p90", r.p90)?;
+            d.set_item("p99", r.p99)?;
+            d.set_item("p99.9", r.p999)?;
+            d.set_item("max", r.max)?;
+            Ok(d)
+        })
+        .collect()
+}
+
+/// The percentiles as a text table (milliseconds).
+#[pyfunction]
+fn latency_summary(py: Python<'_>) -> String {
+    match state::current() {
+        Some(p) => py.detach(move || hdr::summary_table(&p.percentiles(Duration::from_secs(5)))),
+        None => String::new(),
+    }
+}
+
+/// Whether OTEL_INSTRUMENTATION_VLLM_LATENCY_SUMMARY (or the argument) asked for a table at exit.
+#[pyfunction]
+fn latency_summary_at_exit() -> bool {
+    state::current()
+        .map(|p| p.latency_summary_at_exit)
+        .unwrap_or(false)
+}
+
+/// `os.register_at_fork(after_in_child=...)`: forget the parent's pipeline (its threads do not
+/// exist here) without joining or dropping anything; the next call builds a new one.
+#[pyfunction]
+fn _after_fork_child() {
+    state::forget_after_fork();
+}
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::{
+        _after_fork_child, configure, force_flush, is_enabled, latency_percentiles,
+        latency_summary, latency_summary_at_exit, new_span_context, record_operation,
+        record_requests, shutdown, stats,
+    };
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("REQUEST_RECORD_LEN", crate::records::REQUEST_RECORD_LEN)?;
+        m.add("BATCH_HEADER_LEN", crate::records::BATCH_HEADER_LEN)?;
+        m.add("OPERATION_RECORD_LEN", crate::records::OPERATION_RECORD_LEN)?;
+        Ok(())
+    }
+}

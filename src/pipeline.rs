@@ -1,0 +1,460 @@
+//! The per-process pipeline: a recorder thread that turns records into spans, metric points and
+//! HDR samples, the SDK's batch span processor and periodic metric reader that export them, and the
+//! lifecycle around them (flush, shutdown, fork).
+//!
+//! The caller's thread only converts its Python tuples and enqueues them: spans, histograms and
+//! encoding all run on the recorder and exporter threads, off the GIL. The queue is bounded by the
+//! number of queued requests; a batch that does not fit is dropped and counted, never waited for.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanData, SpanProcessor};
+use opentelemetry_sdk::Resource;
+use parking_lot::Mutex;
+
+use crate::config::{Config, ExporterKind, Protocol};
+use crate::diagnostics::{self, Counters};
+use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
+use crate::hdr::{LatencyStore, Percentiles};
+use crate::metrics::Instruments;
+use crate::records::{BatchHeader, OperationRecord, RequestRecord};
+use crate::semconv as sc;
+use crate::spans::SpanFactory;
+
+/// How long the recorder waits for the exporter to make room in a full span queue.
+const SPAN_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+enum Work {
+    Requests(BatchHeader, Vec<RequestRecord>),
+    Operation(OperationRecord),
+    /// Answered once everything enqueued before it has been recorded.
+    Sync(mpsc::SyncSender<()>),
+    Stop,
+}
+
+/// Resource attributes supplied from Python, beside the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceInput {
+    /// Attributes of the application's Python SDK `TracerProvider`, if it has one.
+    pub python_sdk: Vec<KeyValue>,
+    /// `instrument(resource_attributes=..., service_name=...)`: these win over everything.
+    pub explicit: Vec<KeyValue>,
+}
+
+/// Builds the resource: our `telemetry.sdk.*`, then OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME, the
+/// Python SDK's resource (so our telemetry lands under the application's service and instance),
+/// then explicit arguments; `unknown_service:<executable>` when nothing names the service.
+pub fn build_resource(config: &Config, input: &ResourceInput) -> Resource {
+    let mut attrs: Vec<KeyValue> = TelemetryResourceDetector
+        .detect()
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attrs.extend(
+        config
+            .resource_attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
+    if let Some(name) = &config.service_name {
+        attrs.push(KeyValue::new("service.name", name.clone()));
+    }
+    for kv in &input.python_sdk {
+        let key = kv.key.as_str();
+        // Keep the SDK identity of what produced the data (ours), and do not let the Python SDK's
+        // placeholder service name hide a real one.
+        if key.starts_with("telemetry.sdk.")
+            || (key == "service.name" && kv.value.as_str().starts_with("unknown_service"))
+        {
+            continue;
+        }
+        attrs.push(kv.clone());
+    }
+    attrs.extend(input.explicit.iter().cloned());
+    if !attrs.iter().any(|kv| kv.key.as_str() == "service.name") {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        attrs.push(KeyValue::new(
+            "service.name",
+            format!("unknown_service:{exe}"),
+        ));
+    }
+    // Later attributes replace earlier ones with the same key.
+    Resource::builder_empty().with_attributes(attrs).build()
+}
+
+pub struct Pipeline {
+    pub pid: u32,
+    pub counters: Arc<Counters>,
+    pub spans: Arc<SpanFactory>,
+    sender: Mutex<Sender<Work>>,
+    queued_requests: Arc<AtomicUsize>,
+    max_queued_requests: usize,
+    hdr: Arc<Mutex<LatencyStore>>,
+    span_processor: Option<Arc<BatchSpanProcessor>>,
+    meter_provider: SdkMeterProvider,
+    shut_down: AtomicBool,
+    pub latency_summary_at_exit: bool,
+    // Declared last so it is dropped after the exporters that run on it.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+struct Recorder {
+    receiver: Receiver<Work>,
+    queued_requests: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
+    spans: Arc<SpanFactory>,
+    instruments: Instruments,
+    hdr: Arc<Mutex<LatencyStore>>,
+    span_processor: Option<Arc<BatchSpanProcessor>>,
+    spans_in_flight: Arc<AtomicUsize>,
+    span_queue_size: usize,
+    exporter_stalled: Cell<bool>,
+}
+
+impl Recorder {
+    fn run(self) {
+        while let Ok(work) = self.receiver.recv() {
+            match work {
+                Work::Requests(header, requests) => {
+                    self.queued_requests
+                        .fetch_sub(requests.len(), Ordering::AcqRel);
+                    self.instruments
+                        .record_requests(&header, &requests, &mut self.hdr.lock());
+                    if self.span_processor.is_some() {
+                        for request in &requests {
+                            if let Some(span) = self.spans.request_span(&header, request) {
+                                self.submit(span);
+                            }
+                        }
+                    }
+                    Counters::add(&self.counters.requests_recorded, requests.len() as u64);
+                }
+                Work::Operation(op) => {
+                    self.instruments.record_operation(&op, &mut self.hdr.lock());
+                    if self.span_processor.is_some() {
+                        if let Some(span) = self.spans.operation_span(&op) {
+                            self.submit(span);
+                        }
+                    }
+                    Counters::add(&self.counters.operations_recorded, 1);
+                }
+                Work::Sync(reply) => {
+                    let _ = reply.send(());
+                }
+                Work::Stop => break,
+            }
+        }
+    }
+
+    fn submit(&self, span: SpanData) {
+        let Some(processor) = &self.span_processor else {
+            return;
+        };
+        // The batch processor would drop a span silently when its queue is full; this thread waits
+        // for the exporter to make room instead (it runs off the caller's thread, so waiting costs
+        // the application nothing), and drops, counted, only when the exporter makes no progress.
+        if !self.wait_for_span_queue_room() {
+            Counters::add(&self.counters.spans_dropped, 1);
+            diagnostics::warn("span_queue_full", || {
+                "the span queue is full (OTEL_BSP_MAX_QUEUE_SIZE) and the exporter is not keeping up; \
+                 spans are being dropped"
+                    .to_string()
+            });
+            return;
+        }
+        self.spans_in_flight.fetch_add(1, Ordering::AcqRel);
+        Counters::add(&self.counters.spans_queued, 1);
+        processor.on_end(span);
+    }
+
+    /// True when the span queue has room, waiting up to `SPAN_QUEUE_WAIT` for the exporter to drain
+    /// it. After a wait that timed out, no further waits until the exporter has made progress, so a
+    /// dead collector costs one wait, not one per span.
+    fn wait_for_span_queue_room(&self) -> bool {
+        let full = || self.spans_in_flight.load(Ordering::Acquire) >= self.span_queue_size;
+        if !full() {
+            self.exporter_stalled.set(false);
+            return true;
+        }
+        if self.exporter_stalled.get() {
+            return false;
+        }
+        let deadline = Instant::now() + SPAN_QUEUE_WAIT;
+        while full() {
+            if Instant::now() >= deadline {
+                self.exporter_stalled.set(true);
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+}
+
+impl Pipeline {
+    pub fn start(config: &Config, resource_input: &ResourceInput) -> Pipeline {
+        if !config.warnings.is_empty() {
+            // One message for all of them: they share one rate-limit kind.
+            diagnostics::warn("configuration", || {
+                format!("invalid configuration: {}", config.warnings.join("; "))
+            });
+        }
+        let counters = Arc::new(Counters::default());
+        let resource = build_resource(config, resource_input);
+        let uses_grpc = (config.traces_exporter == ExporterKind::Otlp
+            && config.traces.protocol == Protocol::Grpc)
+            || (config.metrics_exporter == ExporterKind::Otlp
+                && config.metrics.protocol == Protocol::Grpc);
+        let runtime = if uses_grpc {
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otel-vllm-grpc")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    diagnostics::warn("configuration", || {
+                        format!("cannot start the gRPC runtime: {e}")
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let spans_in_flight = Arc::new(AtomicUsize::new(0));
+        let span_sink = match config.traces_exporter {
+            ExporterKind::None => None,
+            ExporterKind::Console => Some(Ok(SpanSink::Console(
+                opentelemetry_stdout::SpanExporter::default(),
+            ))),
+            ExporterKind::Otlp => Some(exporters::otlp_span_exporter(
+                &config.traces,
+                runtime.as_ref(),
+            )),
+        };
+        let span_processor = match span_sink {
+            None => None,
+            Some(Err(e)) => {
+                diagnostics::warn("configuration", || format!("{e}; traces are disabled"));
+                None
+            }
+            Some(Ok(sink)) => {
+                let exporter = CountingSpanExporter {
+                    sink,
+                    counters: counters.clone(),
+                    in_flight: spans_in_flight.clone(),
+                };
+                let mut bsp = BatchSpanProcessor::builder(exporter)
+                    .with_batch_config(
+                        BatchConfigBuilder::default()
+                            .with_max_queue_size(config.bsp_max_queue_size)
+                            .with_max_export_batch_size(config.bsp_max_export_batch_size)
+                            .with_scheduled_delay(config.bsp_schedule_delay)
+                            .build(),
+                    )
+                    .build();
+                bsp.set_resource(&resource);
+                Some(Arc::new(bsp))
+            }
+        };
+
+        let metric_sink = match config.metrics_exporter {
+            ExporterKind::None => None,
+            ExporterKind::Console => Some(Ok(exporters::console_metric_exporter(config))),
+            ExporterKind::Otlp => Some(exporters::otlp_metric_exporter(config, runtime.as_ref())),
+        };
+        let mut meter_builder = SdkMeterProvider::builder().with_resource(resource);
+        match metric_sink {
+            None => {}
+            Some(Err(e)) => {
+                diagnostics::warn("configuration", || format!("{e}; metrics are disabled"))
+            }
+            Some(Ok(sink)) => {
+                let reader = PeriodicReader::builder(CountingMetricExporter {
+                    sink,
+                    counters: counters.clone(),
+                })
+                .with_interval(config.metric_export_interval)
+                .build();
+                meter_builder = meter_builder.with_reader(reader);
+            }
+        }
+        let meter_provider = meter_builder.build();
+        let meter = meter_provider.meter_with_scope(
+            opentelemetry::InstrumentationScope::builder(sc::INSTRUMENTATION_SCOPE)
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        );
+
+        let spans = Arc::new(SpanFactory::new(&config.sampler));
+        let hdr = Arc::new(Mutex::new(LatencyStore::default()));
+        let queued_requests = Arc::new(AtomicUsize::new(0));
+        let (sender, receiver) = mpsc::channel();
+        let recorder = Recorder {
+            receiver,
+            queued_requests: queued_requests.clone(),
+            counters: counters.clone(),
+            spans: spans.clone(),
+            instruments: Instruments::new(&meter),
+            hdr: hdr.clone(),
+            span_processor: span_processor.clone(),
+            spans_in_flight,
+            span_queue_size: config.bsp_max_queue_size,
+            exporter_stalled: Cell::new(false),
+        };
+        if let Err(e) = thread::Builder::new()
+            .name("otel-vllm-recorder".into())
+            .spawn(move || recorder.run())
+        {
+            diagnostics::warn("configuration", || {
+                format!("cannot start the recorder thread: {e}")
+            });
+        }
+        Pipeline {
+            pid: std::process::id(),
+            counters,
+            spans,
+            sender: Mutex::new(sender),
+            queued_requests,
+            // Requests are queued until the recorder turns them into spans; the span queue bound
+            // (OTEL_BSP_MAX_QUEUE_SIZE) bounds this queue too, with a floor for bursty large batches.
+            max_queued_requests: config.bsp_max_queue_size.max(8192),
+            hdr,
+            span_processor,
+            meter_provider,
+            shut_down: AtomicBool::new(false),
+            latency_summary_at_exit: config.latency_summary_at_exit,
+            _runtime: runtime,
+        }
+    }
+
+    fn send(&self, work: Work) -> bool {
+        self.sender.lock().send(work).is_ok()
+    }
+
+    /// Enqueues a batch; returns how many requests were accepted (0 or all of them).
+    pub fn record_requests(&self, header: BatchHeader, requests: Vec<RequestRecord>) -> usize {
+        let n = requests.len();
+        if n == 0 {
+            return 0;
+        }
+        if self.shut_down.load(Ordering::Acquire) {
+            Counters::add(&self.counters.requests_dropped, n as u64);
+            return 0;
+        }
+        let queued = self.queued_requests.fetch_add(n, Ordering::AcqRel);
+        // A batch always fits into an empty queue, so one large offline call (10k prompts) is never
+        // lost whole; memory stays bounded by the larger of the limit and one batch.
+        if queued > 0 && queued + n > self.max_queued_requests {
+            self.queued_requests.fetch_sub(n, Ordering::AcqRel);
+            Counters::add(&self.counters.requests_dropped, n as u64);
+            diagnostics::warn("request_queue_full", || {
+                "the telemetry queue is full; finished requests are being dropped from telemetry"
+                    .to_string()
+            });
+            return 0;
+        }
+        if self.send(Work::Requests(header, requests)) {
+            n
+        } else {
+            self.queued_requests.fetch_sub(n, Ordering::AcqRel);
+            Counters::add(&self.counters.requests_dropped, n as u64);
+            0
+        }
+    }
+
+    pub fn record_operation(&self, op: OperationRecord) -> bool {
+        !self.shut_down.load(Ordering::Acquire) && self.send(Work::Operation(op))
+    }
+
+    /// Waits until the recorder has processed everything enqueued so far.
+    fn sync(&self, timeout: Duration) -> bool {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Work::Sync(tx)) && rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Runs `job` on a helper thread and waits at most `timeout` for it: the SDK's own flush and
+    /// shutdown calls can wait on the network longer than a caller may (the meter provider's flush
+    /// has no timeout at all). A job that overruns finishes on its own.
+    fn bounded<F: FnOnce() -> bool + Send + 'static>(job: F, timeout: Duration) -> bool {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let spawned = thread::Builder::new()
+            .name("otel-vllm-flush".into())
+            .spawn(move || {
+                let _ = tx.send(job());
+            });
+        spawned.is_ok() && rx.recv_timeout(timeout).unwrap_or(false)
+    }
+
+    pub fn force_flush(self: &Arc<Self>, timeout: Duration) -> bool {
+        let me = self.clone();
+        Self::bounded(
+            move || {
+                let synced = me.sync(timeout);
+                let spans_ok = me
+                    .span_processor
+                    .as_ref()
+                    .map(|p| p.force_flush().is_ok())
+                    .unwrap_or(true);
+                let metrics_ok = me.meter_provider.force_flush().is_ok();
+                synced && spans_ok && metrics_ok
+            },
+            timeout,
+        )
+    }
+
+    pub fn shutdown(self: &Arc<Self>, timeout: Duration) -> bool {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let me = self.clone();
+        Self::bounded(
+            move || {
+                let synced = me.sync(timeout);
+                me.send(Work::Stop);
+                let spans_ok = me
+                    .span_processor
+                    .as_ref()
+                    .map(|p| p.shutdown_with_timeout(timeout).is_ok())
+                    .unwrap_or(true);
+                let metrics_ok = me.meter_provider.shutdown_with_timeout(timeout).is_ok();
+                synced && spans_ok && metrics_ok
+            },
+            timeout,
+        )
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    pub fn percentiles(&self, timeout: Duration) -> Vec<Percentiles> {
+        self.sync(timeout);
+        self.hdr.lock().percentiles()
+    }
+
+    pub fn stats(&self, timeout: Duration) -> Vec<(&'static str, u64)> {
+        self.sync(timeout);
+        let mut stats = self.counters.snapshot();
+        stats.push((
+            "requests_queued",
+            self.queued_requests.load(Ordering::Acquire) as u64,
+        ));
+        stats
+    }
+}

@@ -1,0 +1,330 @@
+//! What the Python side hands the core: batches of finished requests and operation records.
+//!
+//! The wire format is positional tuples (documented in `_core.pyi`): building a tuple is the cheapest
+//! thing the shim can do per request, and reading it here costs no Python calls. Values are checked
+//! as they are read: a malformed field makes that field absent (a NaN, negative or non-finite
+//! duration, a negative count), a malformed record is skipped and counted; nothing is guessed.
+
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// The span context of a parent, as the Python API exposes it (`SpanContext` ints).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParentContext {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub trace_flags: u8,
+    pub is_remote: bool,
+}
+
+/// Per-request timings in seconds, as vLLM reports them; `None` when vLLM did not provide one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    pub time_to_first_token: Option<f64>,
+    pub time_per_output_token: Option<f64>,
+    pub queue: Option<f64>,
+    pub prefill: Option<f64>,
+    pub decode: Option<f64>,
+    pub inference: Option<f64>,
+    pub e2e: Option<f64>,
+}
+
+/// Shared by every request of one batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchHeader {
+    pub operation_name: String,
+    pub provider_name: String,
+    pub request_model: Option<String>,
+    pub response_model: Option<String>,
+    pub parent: Option<ParentContext>,
+    pub span_kind: SpanKind,
+    /// Span attributes common to all requests (for example sampling parameters shared by a batch).
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    pub response_id: Option<String>,
+    /// A span id the caller reserved with `new_span_context`, so others could parent to it already.
+    pub span_id: Option<u64>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cached_input_tokens: Option<i64>,
+    pub finish_reasons: Option<Vec<StringValue>>,
+    pub error_type: Option<String>,
+    pub timings: Timings,
+    pub attributes: Vec<KeyValue>,
+}
+
+impl RequestRecord {
+    /// The request's duration for `gen_ai.server.request.duration`: vLLM's own end-to-end latency
+    /// when it gave one, else the span's duration (both are measured, neither is estimated).
+    pub fn duration_seconds(&self) -> f64 {
+        self.timings.e2e.unwrap_or_else(|| {
+            self.end_unix_nanos.saturating_sub(self.start_unix_nanos) as f64 / 1e9
+        })
+    }
+}
+
+/// One call of the instrumented API (for example one `LLM.generate`), parent of its requests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationRecord {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub trace_flags: u8,
+    pub parent: Option<ParentContext>,
+    pub operation_name: String,
+    pub provider_name: String,
+    pub request_model: Option<String>,
+    pub response_model: Option<String>,
+    pub span_kind: SpanKind,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub error_type: Option<String>,
+    /// How many requests the operation submitted.
+    pub request_count: Option<i64>,
+    pub attributes: Vec<KeyValue>,
+}
+
+// ---- reading from Python -------------------------------------------------------------------
+
+pub const REQUEST_RECORD_LEN: usize = 17;
+pub const BATCH_HEADER_LEN: usize = 7;
+pub const OPERATION_RECORD_LEN: usize = 12;
+
+fn is_none(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_none()
+}
+
+pub fn opt_string(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    if is_none(obj) {
+        return Ok(None);
+    }
+    // Lossy: a string with lone surrogates must not fail the record.
+    Ok(Some(obj.cast::<PyString>()?.to_string_lossy().into_owned()))
+}
+
+fn string(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(obj.cast::<PyString>()?.to_string_lossy().into_owned())
+}
+
+/// A count: absent when None or negative.
+fn opt_count(obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    if is_none(obj) {
+        return Ok(None);
+    }
+    let n: i64 = obj.extract()?;
+    Ok((n >= 0).then_some(n))
+}
+
+/// A duration in seconds: absent when None, NaN, infinite or negative.
+fn opt_seconds(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    if is_none(obj) {
+        return Ok(None);
+    }
+    let v: f64 = obj.extract()?;
+    Ok((v.is_finite() && v >= 0.0).then_some(v))
+}
+
+fn nanos(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let v: i128 = obj.extract()?;
+    if v < 0 || v > u64::MAX as i128 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "timestamp out of range",
+        ));
+    }
+    Ok(v as u64)
+}
+
+pub fn span_kind(code: i64) -> SpanKind {
+    // The values of Python's opentelemetry.trace.SpanKind.
+    match code {
+        1 => SpanKind::Server,
+        2 => SpanKind::Client,
+        3 => SpanKind::Producer,
+        4 => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    }
+}
+
+pub fn parent(obj: &Bound<'_, PyAny>) -> PyResult<Option<ParentContext>> {
+    if is_none(obj) {
+        return Ok(None);
+    }
+    let t = obj.cast::<PyTuple>()?;
+    let ctx = ParentContext {
+        trace_id: t.get_borrowed_item(0)?.extract()?,
+        span_id: t.get_borrowed_item(1)?.extract()?,
+        trace_flags: t.get_borrowed_item(2)?.extract()?,
+        is_remote: t.get_borrowed_item(3)?.extract()?,
+    };
+    // An all-zero context is the API's INVALID_SPAN_CONTEXT: no parent.
+    Ok((ctx.trace_id != 0 && ctx.span_id != 0).then_some(ctx))
+}
+
+fn value(obj: &Bound<'_, PyAny>) -> Option<Value> {
+    // bool before int: Python's bool is an int subclass.
+    if obj.is_instance_of::<PyBool>() {
+        return obj.extract::<bool>().ok().map(Value::Bool);
+    }
+    if obj.is_instance_of::<PyString>() {
+        return obj
+            .cast::<PyString>()
+            .ok()
+            .map(|s| Value::from(s.to_string_lossy().into_owned()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>().ok().map(Value::I64);
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        return obj.extract::<f64>().ok().map(Value::F64);
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let items: Vec<Bound<'_, PyAny>> = obj.try_iter().ok()?.filter_map(Result::ok).collect();
+        // OTLP arrays are homogeneous; the first element decides the type.
+        let first = items.first();
+        return Some(Value::Array(match first {
+            None => Array::String(Vec::new()),
+            Some(f) if f.is_instance_of::<PyBool>() => {
+                Array::Bool(items.iter().filter_map(|i| i.extract().ok()).collect())
+            }
+            Some(f) if f.is_instance_of::<PyInt>() => {
+                Array::I64(items.iter().filter_map(|i| i.extract().ok()).collect())
+            }
+            Some(f) if f.is_instance_of::<PyFloat>() => {
+                Array::F64(items.iter().filter_map(|i| i.extract().ok()).collect())
+            }
+            Some(_) => Array::String(
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        i.cast::<PyString>()
+                            .ok()
+                            .map(|s| s.to_string_lossy().into_owned().into())
+                    })
+                    .collect(),
+            ),
+        }));
+    }
+    None
+}
+
+/// `{key: value}` with str, bool, int, float or homogeneous sequences of them; other values are skipped.
+pub fn attributes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<KeyValue>> {
+    if is_none(obj) {
+        return Ok(Vec::new());
+    }
+    let dict = obj.cast::<PyDict>()?;
+    let mut out = Vec::with_capacity(dict.len());
+    for (k, v) in dict.iter() {
+        if v.is_none() {
+            continue;
+        }
+        if let (Ok(key), Some(val)) = (k.cast::<PyString>(), value(&v)) {
+            out.push(KeyValue::new(key.to_string_lossy().into_owned(), val));
+        }
+    }
+    Ok(out)
+}
+
+fn finish_reasons(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<StringValue>>> {
+    if is_none(obj) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter()? {
+        let item = item?;
+        if let Ok(s) = item.cast::<PyString>() {
+            out.push(StringValue::from(s.to_string_lossy().into_owned()));
+        }
+    }
+    Ok(Some(out))
+}
+
+fn expect_tuple<'a, 'py>(
+    obj: &'a Bound<'py, PyAny>,
+    len: usize,
+    what: &str,
+) -> PyResult<&'a Bound<'py, PyTuple>> {
+    let t = obj.cast::<PyTuple>()?;
+    if t.len() != len {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what} must have {len} fields, got {}",
+            t.len()
+        )));
+    }
+    Ok(t)
+}
+
+pub fn batch_header(obj: &Bound<'_, PyAny>) -> PyResult<BatchHeader> {
+    let t = expect_tuple(obj, BATCH_HEADER_LEN, "batch header")?;
+    let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
+    Ok(BatchHeader {
+        operation_name: string(&f(0)?)?,
+        provider_name: string(&f(1)?)?,
+        request_model: opt_string(&f(2)?)?,
+        response_model: opt_string(&f(3)?)?,
+        parent: parent(&f(4)?)?,
+        span_kind: span_kind(f(5)?.extract()?),
+        attributes: attributes(&f(6)?)?,
+    })
+}
+
+pub fn request_record(obj: &Bound<'_, PyAny>) -> PyResult<RequestRecord> {
+    let t = expect_tuple(obj, REQUEST_RECORD_LEN, "request record")?;
+    let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
+    let span_id = f(1)?;
+    Ok(RequestRecord {
+        response_id: opt_string(&f(0)?)?,
+        // 0 is the invalid span id: treated as "let the core assign one".
+        span_id: if span_id.is_none() {
+            None
+        } else {
+            Some(span_id.extract::<u64>()?).filter(|id| *id != 0)
+        },
+        start_unix_nanos: nanos(&f(2)?)?,
+        end_unix_nanos: nanos(&f(3)?)?,
+        input_tokens: opt_count(&f(4)?)?,
+        output_tokens: opt_count(&f(5)?)?,
+        cached_input_tokens: opt_count(&f(6)?)?,
+        finish_reasons: finish_reasons(&f(7)?)?,
+        error_type: opt_string(&f(8)?)?,
+        timings: Timings {
+            time_to_first_token: opt_seconds(&f(9)?)?,
+            time_per_output_token: opt_seconds(&f(10)?)?,
+            queue: opt_seconds(&f(11)?)?,
+            prefill: opt_seconds(&f(12)?)?,
+            decode: opt_seconds(&f(13)?)?,
+            inference: opt_seconds(&f(14)?)?,
+            e2e: opt_seconds(&f(15)?)?,
+        },
+        attributes: attributes(&f(16)?)?,
+    })
+}
+
+pub fn operation_record(obj: &Bound<'_, PyAny>) -> PyResult<OperationRecord> {
+    let t = expect_tuple(obj, OPERATION_RECORD_LEN, "operation record")?;
+    let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
+    let ids = f(0)?;
+    let ids = ids.cast::<PyTuple>()?;
+    Ok(OperationRecord {
+        trace_id: ids.get_borrowed_item(0)?.extract()?,
+        span_id: ids.get_borrowed_item(1)?.extract()?,
+        trace_flags: ids.get_borrowed_item(2)?.extract()?,
+        parent: parent(&f(1)?)?,
+        operation_name: string(&f(2)?)?,
+        provider_name: string(&f(3)?)?,
+        request_model: opt_string(&f(4)?)?,
+        response_model: opt_string(&f(5)?)?,
+        span_kind: span_kind(f(6)?.extract()?),
+        start_unix_nanos: nanos(&f(7)?)?,
+        end_unix_nanos: nanos(&f(8)?)?,
+        error_type: opt_string(&f(9)?)?,
+        request_count: opt_count(&f(10)?)?,
+        attributes: attributes(&f(11)?)?,
+    })
+}

@@ -1,0 +1,59 @@
+//! Names and bucket boundaries of the telemetry the core emits.
+//!
+//! GenAI names and boundaries follow OpenTelemetry semantic conventions v1.41.1
+//! (`docs/gen-ai/gen-ai-metrics.md`); the `gen_ai.latency.*` span attributes are the names vLLM's own
+//! `llm_request` span uses, kept so dashboards built on it keep working; `vllm.*` metrics are ours.
+
+pub const INSTRUMENTATION_SCOPE: &str = "opentelemetry.instrumentation.vllm";
+
+// Span and metric attributes.
+pub const OPERATION_NAME: &str = "gen_ai.operation.name";
+pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
+pub const REQUEST_MODEL: &str = "gen_ai.request.model";
+pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
+pub const RESPONSE_ID: &str = "gen_ai.response.id";
+pub const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+pub const USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
+pub const USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+pub const USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+pub const TOKEN_TYPE: &str = "gen_ai.token.type";
+pub const ERROR_TYPE: &str = "error.type";
+pub const OPERATION_REQUEST_COUNT: &str = "vllm.operation.request_count";
+
+// vLLM's native span attribute names for the per-request timings (seconds).
+pub const LATENCY_TTFT: &str = "gen_ai.latency.time_to_first_token";
+pub const LATENCY_TPOT: &str = "gen_ai.latency.time_per_output_token";
+pub const LATENCY_QUEUE: &str = "gen_ai.latency.time_in_queue";
+pub const LATENCY_PREFILL: &str = "gen_ai.latency.time_in_model_prefill";
+pub const LATENCY_DECODE: &str = "gen_ai.latency.time_in_model_decode";
+pub const LATENCY_INFERENCE: &str = "gen_ai.latency.time_in_model_inference";
+pub const LATENCY_E2E: &str = "gen_ai.latency.e2e";
+
+// Metric names.
+pub const METRIC_TTFT: &str = "gen_ai.server.time_to_first_token";
+pub const METRIC_TPOT: &str = "gen_ai.server.time_per_output_token";
+pub const METRIC_REQUEST_DURATION: &str = "gen_ai.server.request.duration";
+pub const METRIC_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
+pub const METRIC_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+pub const METRIC_QUEUE: &str = "vllm.request.queue.duration";
+pub const METRIC_PREFILL: &str = "vllm.request.prefill.duration";
+pub const METRIC_DECODE: &str = "vllm.request.decode.duration";
+pub const METRIC_INFERENCE: &str = "vllm.request.inference.duration";
+
+/// `gen_ai.client.operation.duration` and `gen_ai.server.request.duration`.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// `gen_ai.server.time_to_first_token`; also used for the queue and prefill phases, which are parts of it.
+pub const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// `gen_ai.server.time_per_output_token`.
+pub const TPOT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+/// `gen_ai.client.token.usage`.
+pub const TOKEN_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];

@@ -1,0 +1,408 @@
+//! Builds finished spans (`SpanData`) from records: explicit ids, parents and wall-clock timestamps.
+//!
+//! Spans are reconstructed after the fact from vLLM's timestamps, so they are built as `SpanData`
+//! directly rather than started and ended through a `Tracer` (which can neither take a pre-assigned
+//! span id nor a past start time for its id). The configured sampler still decides, through the
+//! SDK's own `ShouldSample` implementation.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Array, Context, InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, ShouldSample, SpanData, SpanEvents, SpanLinks,
+};
+
+use crate::config::SamplerConfig;
+use crate::ids;
+use crate::records::{BatchHeader, OperationRecord, ParentContext, RequestRecord};
+use crate::semconv as sc;
+
+pub fn sampler_from_config(config: &SamplerConfig) -> Sampler {
+    match *config {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(r) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+        }
+    }
+}
+
+fn unix_nanos(nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+fn span_name(operation: &str, model: Option<&str>) -> Cow<'static, str> {
+    match model {
+        Some(m) if !m.is_empty() => Cow::Owned(format!("{operation} {m}")),
+        _ => Cow::Owned(operation.to_string()),
+    }
+}
+
+fn error_status(error_type: Option<&str>) -> Status {
+    match error_type {
+        Some(e) => Status::error(e.to_string()),
+        None => Status::Unset,
+    }
+}
+
+/// Appends caller-supplied attributes keeping keys unique (OTLP requires it): the attributes the
+/// core sets win, and a request's own attributes win over its batch's.
+fn merge_attributes(attributes: &mut Vec<KeyValue>, batch: &[KeyValue], request: &[KeyValue]) {
+    let own = attributes.len();
+    let taken =
+        |attrs: &[KeyValue], key: &opentelemetry::Key| attrs.iter().any(|kv| &kv.key == key);
+    for kv in batch {
+        if !taken(&attributes[..own], &kv.key) && !taken(request, &kv.key) {
+            attributes.push(kv.clone());
+        }
+    }
+    for kv in request {
+        if !taken(&attributes[..own], &kv.key) {
+            attributes.push(kv.clone());
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SpanFactory {
+    sampler: Sampler,
+    scope: InstrumentationScope,
+}
+
+impl SpanFactory {
+    pub fn new(sampler: &SamplerConfig) -> Self {
+        SpanFactory {
+            sampler: sampler_from_config(sampler),
+            scope: InstrumentationScope::builder(sc::INSTRUMENTATION_SCOPE)
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        }
+    }
+
+    fn parent_context(parent: Option<&ParentContext>) -> Option<Context> {
+        parent.map(|p| {
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(p.trace_id),
+                SpanId::from(p.span_id),
+                TraceFlags::new(p.trace_flags),
+                p.is_remote,
+                TraceState::NONE,
+            ))
+        })
+    }
+
+    fn sampled(
+        &self,
+        parent: Option<&ParentContext>,
+        trace_id: u128,
+        name: &str,
+        kind: &SpanKind,
+    ) -> bool {
+        let cx = Self::parent_context(parent);
+        let result =
+            self.sampler
+                .should_sample(cx.as_ref(), TraceId::from(trace_id), name, kind, &[], &[]);
+        result.decision == SamplingDecision::RecordAndSample
+    }
+
+    /// Reserves the context of a span that will be recorded later (an operation whose requests
+    /// must be parented to it before it ends): (trace id, span id, trace flags).
+    pub fn new_span_context(
+        &self,
+        parent: Option<&ParentContext>,
+        operation: &str,
+        model: Option<&str>,
+        kind: SpanKind,
+    ) -> (u128, u64, u8) {
+        let trace_id = parent.map(|p| p.trace_id).unwrap_or_else(ids::new_trace_id);
+        let name = span_name(operation, model);
+        let flags = if self.sampled(parent, trace_id, &name, &kind) {
+            TraceFlags::SAMPLED.to_u8()
+        } else {
+            0
+        };
+        (trace_id, ids::new_span_id(), flags)
+    }
+
+    pub fn operation_span(&self, op: &OperationRecord) -> Option<SpanData> {
+        if op.trace_flags & TraceFlags::SAMPLED.to_u8() == 0 {
+            return None;
+        }
+        let mut attributes = Vec::with_capacity(6 + op.attributes.len());
+        attributes.push(KeyValue::new(sc::OPERATION_NAME, op.operation_name.clone()));
+        attributes.push(KeyValue::new(sc::PROVIDER_NAME, op.provider_name.clone()));
+        if let Some(m) = &op.request_model {
+            attributes.push(KeyValue::new(sc::REQUEST_MODEL, m.clone()));
+        }
+        if let Some(m) = &op.response_model {
+            attributes.push(KeyValue::new(sc::RESPONSE_MODEL, m.clone()));
+        }
+        if let Some(n) = op.request_count {
+            attributes.push(KeyValue::new(sc::OPERATION_REQUEST_COUNT, n));
+        }
+        if let Some(e) = &op.error_type {
+            attributes.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+        }
+        merge_attributes(&mut attributes, &op.attributes, &[]);
+        Some(SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(op.trace_id),
+                SpanId::from(op.span_id),
+                TraceFlags::new(op.trace_flags),
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: op
+                .parent
+                .map(|p| SpanId::from(p.span_id))
+                .unwrap_or(SpanId::INVALID),
+            parent_span_is_remote: op.parent.map(|p| p.is_remote).unwrap_or(false),
+            span_kind: op.span_kind.clone(),
+            name: span_name(&op.operation_name, op.request_model.as_deref()),
+            start_time: unix_nanos(op.start_unix_nanos),
+            end_time: unix_nanos(op.end_unix_nanos.max(op.start_unix_nanos)),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: error_status(op.error_type.as_deref()),
+            instrumentation_scope: self.scope.clone(),
+        })
+    }
+
+    /// The span of one request, or `None` when the sampler drops it.
+    pub fn request_span(&self, header: &BatchHeader, request: &RequestRecord) -> Option<SpanData> {
+        let trace_id = header
+            .parent
+            .map(|p| p.trace_id)
+            .unwrap_or_else(ids::new_trace_id);
+        let name = span_name(&header.operation_name, header.request_model.as_deref());
+        if !self.sampled(header.parent.as_ref(), trace_id, &name, &header.span_kind) {
+            return None;
+        }
+        let mut attributes =
+            Vec::with_capacity(20 + header.attributes.len() + request.attributes.len());
+        attributes.push(KeyValue::new(
+            sc::OPERATION_NAME,
+            header.operation_name.clone(),
+        ));
+        attributes.push(KeyValue::new(
+            sc::PROVIDER_NAME,
+            header.provider_name.clone(),
+        ));
+        if let Some(m) = &header.request_model {
+            attributes.push(KeyValue::new(sc::REQUEST_MODEL, m.clone()));
+        }
+        if let Some(m) = &header.response_model {
+            attributes.push(KeyValue::new(sc::RESPONSE_MODEL, m.clone()));
+        }
+        if let Some(id) = &request.response_id {
+            attributes.push(KeyValue::new(sc::RESPONSE_ID, id.clone()));
+        }
+        if let Some(reasons) = &request.finish_reasons {
+            attributes.push(KeyValue::new(
+                sc::RESPONSE_FINISH_REASONS,
+                Value::Array(Array::String(reasons.clone())),
+            ));
+        }
+        let counts = [
+            (sc::USAGE_INPUT_TOKENS, request.input_tokens),
+            (sc::USAGE_OUTPUT_TOKENS, request.output_tokens),
+            (
+                sc::USAGE_CACHE_READ_INPUT_TOKENS,
+                request.cached_input_tokens,
+            ),
+        ];
+        for (key, value) in counts {
+            if let Some(v) = value {
+                attributes.push(KeyValue::new(key, v));
+            }
+        }
+        let t = &request.timings;
+        let timings = [
+            (sc::LATENCY_TTFT, t.time_to_first_token),
+            (sc::LATENCY_TPOT, t.time_per_output_token),
+            (sc::LATENCY_QUEUE, t.queue),
+            (sc::LATENCY_PREFILL, t.prefill),
+            (sc::LATENCY_DECODE, t.decode),
+            (sc::LATENCY_INFERENCE, t.inference),
+            (sc::LATENCY_E2E, t.e2e),
+        ];
+        for (key, value) in timings {
+            if let Some(v) = value {
+                attributes.push(KeyValue::new(key, v));
+            }
+        }
+        if let Some(e) = &request.error_type {
+            attributes.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+        }
+        merge_attributes(&mut attributes, &header.attributes, &request.attributes);
+        Some(SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(trace_id),
+                SpanId::from(request.span_id.unwrap_or_else(ids::new_span_id)),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: header
+                .parent
+                .map(|p| SpanId::from(p.span_id))
+                .unwrap_or(SpanId::INVALID),
+            parent_span_is_remote: header.parent.map(|p| p.is_remote).unwrap_or(false),
+            span_kind: header.span_kind.clone(),
+            name,
+            start_time: unix_nanos(request.start_unix_nanos),
+            end_time: unix_nanos(request.end_unix_nanos.max(request.start_unix_nanos)),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: error_status(request.error_type.as_deref()),
+            instrumentation_scope: self.scope.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Timings;
+
+    fn header(parent: Option<ParentContext>) -> BatchHeader {
+        BatchHeader {
+            operation_name: "text_completion".into(),
+            provider_name: "vllm".into(),
+            request_model: Some("tiny".into()),
+            response_model: Some("tiny".into()),
+            parent,
+            span_kind: SpanKind::Internal,
+            attributes: vec![KeyValue::new("gen_ai.request.temperature", 0.0)],
+        }
+    }
+
+    fn request() -> RequestRecord {
+        RequestRecord {
+            response_id: Some("7".into()),
+            span_id: None,
+            start_unix_nanos: 1_700_000_000_000_000_000,
+            end_unix_nanos: 1_700_000_000_250_000_000,
+            input_tokens: Some(12),
+            output_tokens: Some(32),
+            cached_input_tokens: Some(0),
+            finish_reasons: Some(vec!["length".into(), "stop".into()]),
+            error_type: None,
+            timings: Timings {
+                time_to_first_token: Some(0.04),
+                e2e: Some(0.25),
+                ..Default::default()
+            },
+            attributes: vec![KeyValue::new("gen_ai.request.seed", 3)],
+        }
+    }
+
+    fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn request_span_has_parent_times_and_attributes() {
+        let factory = SpanFactory::new(&SamplerConfig::ParentBasedAlwaysOn);
+        let parent = ParentContext {
+            trace_id: 0xabc,
+            span_id: 0x123,
+            trace_flags: 1,
+            is_remote: false,
+        };
+        let span = factory
+            .request_span(&header(Some(parent)), &request())
+            .unwrap();
+        assert_eq!(span.name, "text_completion tiny");
+        assert_eq!(span.span_context.trace_id(), TraceId::from(0xabc_u128));
+        assert_eq!(span.parent_span_id, SpanId::from(0x123_u64));
+        assert!(!span.parent_span_is_remote);
+        assert_eq!(
+            span.start_time,
+            UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            span.end_time,
+            UNIX_EPOCH + Duration::from_nanos(1_700_000_000_250_000_000)
+        );
+        assert_eq!(attr(&span, sc::USAGE_OUTPUT_TOKENS), Some(&Value::I64(32)));
+        assert_eq!(attr(&span, sc::LATENCY_TTFT), Some(&Value::F64(0.04)));
+        assert_eq!(
+            attr(&span, sc::LATENCY_QUEUE),
+            None,
+            "absent timings stay absent"
+        );
+        assert_eq!(
+            attr(&span, sc::RESPONSE_FINISH_REASONS),
+            Some(&Value::Array(Array::String(vec![
+                "length".into(),
+                "stop".into()
+            ])))
+        );
+        assert_eq!(
+            attr(&span, "gen_ai.request.temperature"),
+            Some(&Value::F64(0.0))
+        );
+        assert_eq!(attr(&span, "gen_ai.request.seed"), Some(&Value::I64(3)));
+        assert_eq!(span.status, Status::Unset);
+    }
+
+    #[test]
+    fn unsampled_parent_drops_children_and_errors_set_status() {
+        let factory = SpanFactory::new(&SamplerConfig::ParentBasedAlwaysOn);
+        let parent = ParentContext {
+            trace_id: 1,
+            span_id: 2,
+            trace_flags: 0,
+            is_remote: true,
+        };
+        assert!(factory
+            .request_span(&header(Some(parent)), &request())
+            .is_none());
+
+        let mut failed = request();
+        failed.error_type = Some("ValueError".into());
+        let span = factory.request_span(&header(None), &failed).unwrap();
+        assert_eq!(span.status, Status::error("ValueError"));
+        assert_eq!(span.parent_span_id, SpanId::INVALID);
+        assert_eq!(
+            attr(&span, sc::ERROR_TYPE),
+            Some(&Value::from("ValueError"))
+        );
+    }
+
+    #[test]
+    fn reserved_context_follows_the_sampler() {
+        let on = SpanFactory::new(&SamplerConfig::ParentBasedAlwaysOn);
+        let off = SpanFactory::new(&SamplerConfig::AlwaysOff);
+        let parent = ParentContext {
+            trace_id: 9,
+            span_id: 8,
+            trace_flags: 1,
+            is_remote: true,
+        };
+        let (trace_id, span_id, flags) =
+            on.new_span_context(Some(&parent), "chat", Some("m"), SpanKind::Internal);
+        assert_eq!((trace_id, flags), (9, 1));
+        assert_ne!(span_id, 0);
+        assert_eq!(
+            off.new_span_context(None, "chat", None, SpanKind::Internal)
+                .2,
+            0
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! The process-wide pipeline: built lazily, rebuilt in a forked child, replaced after shutdown.
+//!
+//! Every entry point compares the pid the pipeline was built in with the current one, so a fork
+//! that bypassed Python's at-fork handlers is caught too. A parent's pipeline is leaked in the
+//! child on purpose: dropping it would join threads that do not exist there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::diagnostics;
+use crate::pipeline::{Pipeline, ResourceInput};
+
+struct State {
+    pipeline: Option<Arc<Pipeline>>,
+    /// What the last `configure` asked for, to rebuild from in a forked child.
+    overrides: HashMap<String, String>,
+    resource: ResourceInput,
+    /// Built (or found disabled) for this pid.
+    resolved_for_pid: Option<u32>,
+}
+
+// Only taken by Python-facing entry points while they hold the GIL, and never across a wait, so
+// `os.fork()` (which holds the GIL) cannot copy it in a locked state.
+static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
+    Mutex::new(State {
+        pipeline: None,
+        overrides: HashMap::new(),
+        resource: ResourceInput::default(),
+        resolved_for_pid: None,
+    })
+});
+
+fn build(state: &mut State) {
+    let config = Config::from_overrides_and_env(&state.overrides);
+    state.resolved_for_pid = Some(std::process::id());
+    state.pipeline = if config.disabled {
+        None
+    } else {
+        Some(Arc::new(Pipeline::start(&config, &state.resource)))
+    };
+}
+
+fn leak_if_inherited(state: &mut State) {
+    let pid = std::process::id();
+    if state.resolved_for_pid.is_some_and(|p| p != pid) {
+        if let Some(inherited) = state.pipeline.take() {
+            std::mem::forget(inherited);
+        }
+        state.resolved_for_pid = None;
+        diagnostics::reset_warnings();
+    }
+}
+
+/// Applies a configuration. A running pipeline is kept: the pipeline is built once per process.
+pub fn configure(overrides: HashMap<String, String>, resource: ResourceInput) -> bool {
+    let mut state = STATE.lock();
+    leak_if_inherited(&mut state);
+    let running = state.pipeline.as_ref().is_some_and(|p| !p.is_shut_down());
+    if !running {
+        state.overrides = overrides;
+        state.resource = resource;
+        build(&mut state);
+    }
+    state.pipeline.as_ref().is_some_and(|p| !p.is_shut_down())
+}
+
+/// The pipeline of this process, built from the last configuration (or the environment) if needed;
+/// `None` when telemetry is disabled.
+pub fn current() -> Option<Arc<Pipeline>> {
+    let mut state = STATE.lock();
+    leak_if_inherited(&mut state);
+    if state.resolved_for_pid.is_none() {
+        build(&mut state);
+    }
+    state.pipeline.clone()
+}
+
+pub fn forget_after_fork() {
+    let mut state = STATE.lock();
+    if let Some(inherited) = state.pipeline.take() {
+        std::mem::forget(inherited);
+    }
+    state.resolved_for_pid = None;
+    drop(state);
+    diagnostics::reset_warnings();
+}
