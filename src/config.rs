@@ -311,7 +311,8 @@ impl Parser<'_> {
                 }
             }
         };
-        let headers_var = format!("OTEL_EXPORTER_OTLP_{infix}_HEADERS");
+        let headers_var =
+            format!("OTEL_EXPORTER_OTLP_{infix}_HEADERS (or OTEL_EXPORTER_OTLP_HEADERS)");
         let headers = self
             .signal_or_generic(signal, "HEADERS")
             .map(|v| parse_key_values(&v, &mut self.warnings, &headers_var))

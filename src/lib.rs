@@ -57,7 +57,7 @@ fn configure(
 /// Whether a pipeline is running (not disabled, not shut down).
 #[pyfunction]
 fn is_enabled() -> bool {
-    state::current().map(|p| !p.is_shut_down()).unwrap_or(false)
+    state::built().map(|p| !p.is_shut_down()).unwrap_or(false)
 }
 
 /// Reserves the context of a span recorded later: (trace_id, span_id, trace_flags).
@@ -129,7 +129,7 @@ fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
 #[pyfunction]
 #[pyo3(signature = (timeout=5.0))]
 fn force_flush(py: Python<'_>, timeout: f64) -> bool {
-    match state::current() {
+    match state::built() {
         Some(p) => py.detach(move || p.force_flush(self::timeout(timeout))),
         None => true,
     }
@@ -139,7 +139,7 @@ fn force_flush(py: Python<'_>, timeout: f64) -> bool {
 #[pyfunction]
 #[pyo3(signature = (timeout=5.0))]
 fn shutdown(py: Python<'_>, timeout: f64) -> bool {
-    match state::current() {
+    match state::built() {
         Some(p) => py.detach(move || p.shutdown(self::timeout(timeout))),
         None => true,
     }
@@ -149,7 +149,7 @@ fn shutdown(py: Python<'_>, timeout: f64) -> bool {
 #[pyfunction]
 fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    if let Some(p) = state::current() {
+    if let Some(p) = state::built() {
         let rows = py.detach(move || p.stats(Duration::from_secs(5)));
         for (k, v) in rows {
             dict.set_item(k, v)?;
@@ -161,7 +161,7 @@ fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
 /// HDR percentiles per (metric, model), in seconds.
 #[pyfunction]
 fn latency_percentiles<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let Some(p) = state::current() else {
+    let Some(p) = state::built() else {
         return Ok(Vec::new());
     };
     let rows = py.detach(move || p.percentiles(Duration::from_secs(5)));
@@ -184,7 +184,7 @@ fn latency_percentiles<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>
 /// The percentiles as a text table (milliseconds).
 #[pyfunction]
 fn latency_summary(py: Python<'_>) -> String {
-    match state::current() {
+    match state::built() {
         Some(p) => py.detach(move || hdr::summary_table(&p.percentiles(Duration::from_secs(5)))),
         None => String::new(),
     }
@@ -193,7 +193,7 @@ fn latency_summary(py: Python<'_>) -> String {
 /// Whether OTEL_INSTRUMENTATION_VLLM_LATENCY_SUMMARY (or the argument) asked for a table at exit.
 #[pyfunction]
 fn latency_summary_at_exit() -> bool {
-    state::current()
+    state::built()
         .map(|p| p.latency_summary_at_exit)
         .unwrap_or(false)
 }

@@ -250,7 +250,9 @@ impl Pipeline {
         let span_processor = match span_sink {
             None => None,
             Some(Err(e)) => {
-                diagnostics::warn("configuration", || format!("{e}; traces are disabled"));
+                diagnostics::warn("traces_configuration", || {
+                    format!("{e}; traces are disabled")
+                });
                 None
             }
             Some(Ok(sink)) => {

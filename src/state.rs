@@ -34,6 +34,8 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
 });
 
 fn build(state: &mut State) {
+    // A new pipeline reports its own problems, whatever an earlier one already reported.
+    diagnostics::reset_warnings();
     let config = Config::from_overrides_and_env(&state.overrides);
     state.resolved_for_pid = Some(std::process::id());
     state.pipeline = if config.disabled {
@@ -75,6 +77,14 @@ pub fn current() -> Option<Arc<Pipeline>> {
     if state.resolved_for_pid.is_none() {
         build(&mut state);
     }
+    state.pipeline.clone()
+}
+
+/// The pipeline of this process if one was built here; never builds one (for queries and
+/// shutdown, which have nothing to do without a pipeline).
+pub fn built() -> Option<Arc<Pipeline>> {
+    let mut state = STATE.lock();
+    leak_if_inherited(&mut state);
     state.pipeline.clone()
 }
 
