@@ -3,14 +3,53 @@
 //! Metric attributes are per semconv only (operation, provider, request and response model,
 //! error.type, token type): never a per-request value, so cardinality stays bounded.
 
-use opentelemetry::metrics::{Histogram, Meter};
+use std::collections::HashMap;
+
+use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use crate::hdr::LatencyStore;
 use crate::records::{BatchHeader, OperationRecord, RequestRecord};
 use crate::semconv as sc;
 
+/// Histograms bound to one attribute set (operation, provider, models): recording into a bound
+/// instrument skips the SDK's per-call attribute lookup, which dominated the recorder's CPU time.
+/// Each is bound on its first value: binding creates the time series, and a metric vLLM gave no
+/// value for must export no point.
+#[derive(Default)]
+struct BoundSet {
+    seconds: [Option<BoundHistogram<f64>>; 7],
+    tokens: [Option<BoundHistogram<u64>>; 2],
+}
+
+// Indexes into `BoundSet::seconds` and `BoundSet::tokens`.
+const TTFT: usize = 0;
+const TPOT: usize = 1;
+const REQUEST_DURATION: usize = 2;
+const QUEUE: usize = 3;
+const PREFILL: usize = 4;
+const DECODE: usize = 5;
+const INFERENCE: usize = 6;
+const INPUT: usize = 0;
+const OUTPUT: usize = 1;
+
+fn record_bound<T: Copy>(
+    slot: &mut Option<BoundHistogram<T>>,
+    histogram: &Histogram<T>,
+    attributes: &dyn Fn() -> Vec<KeyValue>,
+    value: T,
+) {
+    slot.get_or_insert_with(|| histogram.bind(&attributes()))
+        .record(value);
+}
+
+/// Bound sets kept at most; past that, records go through the unbound path (same result, slower).
+const MAX_BOUND_SETS: usize = 256;
+
+type AttributeSetKey = (String, String, Option<String>, Option<String>);
+
 pub struct Instruments {
+    bound: HashMap<AttributeSetKey, BoundSet>,
     ttft: Histogram<f64>,
     tpot: Histogram<f64>,
     request_duration: Histogram<f64>,
@@ -57,6 +96,7 @@ fn base_attributes(
 impl Instruments {
     pub fn new(meter: &Meter) -> Self {
         Instruments {
+            bound: HashMap::new(),
             ttft: seconds_histogram(meter, sc::METRIC_TTFT, "Time to generate first token for successful responses.", sc::TTFT_BUCKETS),
             tpot: seconds_histogram(meter, sc::METRIC_TPOT, "Time per output token generated after the first token for successful responses.", sc::TPOT_BUCKETS),
             request_duration: seconds_histogram(meter, sc::METRIC_REQUEST_DURATION, "Generative AI server request duration such as time-to-last byte or last output token.", sc::DURATION_BUCKETS),
@@ -76,7 +116,7 @@ impl Instruments {
 
     /// Records every metric of one batch of finished requests.
     pub fn record_requests(
-        &self,
+        &mut self,
         header: &BatchHeader,
         requests: &[RequestRecord],
         hdr: &mut LatencyStore,
@@ -87,23 +127,44 @@ impl Instruments {
             header.request_model.as_deref(),
             header.response_model.as_deref(),
         );
+        let key: AttributeSetKey = (
+            header.operation_name.clone(),
+            header.provider_name.clone(),
+            header.request_model.clone(),
+            header.response_model.clone(),
+        );
+        let mut unbound = BoundSet::default();
+        let bound = if self.bound.contains_key(&key) || self.bound.len() < MAX_BOUND_SETS {
+            self.bound.entry(key).or_default()
+        } else {
+            &mut unbound
+        };
+        let base_attrs = || base.clone();
+        let token_attrs = |token_type: &'static str| {
+            let mut attrs = base.clone();
+            attrs.push(KeyValue::new(sc::TOKEN_TYPE, token_type));
+            attrs
+        };
+        let input_attrs = || token_attrs("input");
+        let output_attrs = || token_attrs("output");
         let model = header.request_model.as_deref().unwrap_or("");
-        let mut input_attrs = base.clone();
-        input_attrs.push(KeyValue::new(sc::TOKEN_TYPE, "input"));
-        let mut output_attrs = base.clone();
-        output_attrs.push(KeyValue::new(sc::TOKEN_TYPE, "output"));
         let mut with_error = base.clone();
         for r in requests {
             let t = &r.timings;
             let phases = [
-                (&self.queue, sc::METRIC_QUEUE, t.queue),
-                (&self.prefill, sc::METRIC_PREFILL, t.prefill),
-                (&self.decode, sc::METRIC_DECODE, t.decode),
-                (&self.inference, sc::METRIC_INFERENCE, t.inference),
+                (QUEUE, &self.queue, sc::METRIC_QUEUE, t.queue),
+                (PREFILL, &self.prefill, sc::METRIC_PREFILL, t.prefill),
+                (DECODE, &self.decode, sc::METRIC_DECODE, t.decode),
+                (
+                    INFERENCE,
+                    &self.inference,
+                    sc::METRIC_INFERENCE,
+                    t.inference,
+                ),
             ];
-            for (histogram, name, value) in phases {
+            for (slot, histogram, name, value) in phases {
                 if let Some(v) = value {
-                    histogram.record(v, &base);
+                    record_bound(&mut bound.seconds[slot], histogram, &base_attrs, v);
                     hdr.record(name, model, v);
                 }
             }
@@ -112,14 +173,19 @@ impl Instruments {
                 None => {
                     // Semconv defines TTFT and TPOT for successful responses only.
                     if let Some(v) = t.time_to_first_token {
-                        self.ttft.record(v, &base);
+                        record_bound(&mut bound.seconds[TTFT], &self.ttft, &base_attrs, v);
                         hdr.record(sc::METRIC_TTFT, model, v);
                     }
                     if let Some(v) = t.time_per_output_token {
-                        self.tpot.record(v, &base);
+                        record_bound(&mut bound.seconds[TPOT], &self.tpot, &base_attrs, v);
                         hdr.record(sc::METRIC_TPOT, model, v);
                     }
-                    self.request_duration.record(duration, &base);
+                    record_bound(
+                        &mut bound.seconds[REQUEST_DURATION],
+                        &self.request_duration,
+                        &base_attrs,
+                        duration,
+                    );
                 }
                 Some(error) => {
                     with_error.truncate(base.len());
@@ -129,10 +195,20 @@ impl Instruments {
             }
             hdr.record(sc::METRIC_REQUEST_DURATION, model, duration);
             if let Some(n) = r.input_tokens {
-                self.token_usage.record(n as u64, &input_attrs);
+                record_bound(
+                    &mut bound.tokens[INPUT],
+                    &self.token_usage,
+                    &input_attrs,
+                    n as u64,
+                );
             }
             if let Some(n) = r.output_tokens {
-                self.token_usage.record(n as u64, &output_attrs);
+                record_bound(
+                    &mut bound.tokens[OUTPUT],
+                    &self.token_usage,
+                    &output_attrs,
+                    n as u64,
+                );
             }
         }
     }

@@ -33,6 +33,9 @@ use crate::spans::SpanFactory;
 /// How long the recorder waits for the exporter to make room in a full span queue.
 const SPAN_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long the recorder lets work accumulate after a burst (see `Recorder::run`).
+const COALESCE_WINDOW: Duration = Duration::from_millis(1);
+
 enum Work {
     Requests(BatchHeader, Vec<RequestRecord>),
     Operation(OperationRecord),
@@ -124,8 +127,32 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn run(self) {
+    fn run(mut self) {
         while let Ok(work) = self.receiver.recv() {
+            if !self.handle(work) {
+                break;
+            }
+            // Drain what arrived meanwhile, then pause briefly before blocking again: while this
+            // thread is not blocked in recv(), a sender enqueues without a futex wake-up, which
+            // otherwise costs the caller more than recording a small batch does.
+            loop {
+                match self.receiver.try_recv() {
+                    Ok(work) => {
+                        if !self.handle(work) {
+                            return;
+                        }
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            thread::sleep(COALESCE_WINDOW);
+        }
+    }
+
+    /// Handles one work item; false when the recorder must stop.
+    fn handle(&mut self, work: Work) -> bool {
+        {
             match work {
                 Work::Requests(header, requests) => {
                     self.queued_requests
@@ -153,9 +180,10 @@ impl Recorder {
                 Work::Sync(reply) => {
                     let _ = reply.send(());
                 }
-                Work::Stop => break,
+                Work::Stop => return false,
             }
         }
+        true
     }
 
     fn submit(&self, span: SpanData) {

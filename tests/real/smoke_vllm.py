@@ -116,7 +116,7 @@ def _shutdown(llm) -> None:
     if core is not None and hasattr(core, "shutdown"):
         try:
             core.shutdown()
-        except Exception as e:  # pragma: no cover - best effort
+        except Exception as e:  # noqa: BLE001 - best effort on a smoke run
             print(f"(engine_core.shutdown failed: {e!r})")
     del llm
     gc.collect()
@@ -125,8 +125,7 @@ def _shutdown(llm) -> None:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-embed", action="store_true", help="skip the pooling/embed part")
-    ap.add_argument("--keep", metavar="DIR",
-                    help="build/reuse the models under DIR instead of a deleted temp dir")
+    ap.add_argument("--keep", metavar="DIR", help="build/reuse the models under DIR instead of a deleted temp dir")
     args = ap.parse_args(argv)
 
     if args.keep:
@@ -151,28 +150,46 @@ def _run(args, workdir: str) -> int:
             build_tiny_model(emb_dir, pooling=True)
 
     with _phase("import_vllm"):
+        from importlib.metadata import version as dist_version
+
         import vllm
         from vllm import LLM, SamplingParams
-        from importlib.metadata import version as dist_version
 
     RESULT["vllm"] = vllm.__version__
     try:
         RESULT["vllm_dist"] = dist_version("vllm")
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - reported, not raised
         RESULT["vllm_dist"] = f"<{type(e).__name__}>"
     import torch
     import transformers
 
     RESULT["torch"] = torch.__version__
     RESULT["transformers"] = transformers.__version__
-    print(f"vllm {vllm.__version__} (dist 'vllm': {RESULT['vllm_dist']}), torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, python {sys.version.split()[0]}, "
-          f"TORCHDYNAMO_DISABLE={os.environ.get('TORCHDYNAMO_DISABLE')}")
+    print(
+        f"vllm {vllm.__version__} (dist 'vllm': {RESULT['vllm_dist']}), torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, python {sys.version.split()[0]}, "
+        f"TORCHDYNAMO_DISABLE={os.environ.get('TORCHDYNAMO_DISABLE')}"
+    )
     RESULT["TORCHDYNAMO_DISABLE"] = os.environ.get("TORCHDYNAMO_DISABLE")
 
-    methods = {m: hasattr(LLM, m) for m in (
-        "generate", "chat", "enqueue", "enqueue_chat", "wait_for_completion", "beam_search",
-        "encode", "embed", "classify", "score", "reward", "get_metrics", "shutdown")}
+    methods = {
+        m: hasattr(LLM, m)
+        for m in (
+            "generate",
+            "chat",
+            "enqueue",
+            "enqueue_chat",
+            "wait_for_completion",
+            "beam_search",
+            "encode",
+            "embed",
+            "classify",
+            "score",
+            "reward",
+            "get_metrics",
+            "shutdown",
+        )
+    }
     RESULT["llm_methods"] = methods
     print("LLM methods:", ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in methods.items()))
     try:
@@ -216,11 +233,12 @@ def _run(args, workdir: str) -> int:
         {"role": "user", "content": "What is the capital of France?"},
     ]
     with _phase("chat_1"):
-        chat_outs = llm.chat(conversation, SamplingParams(max_tokens=16, ignore_eos=True),
-                             use_tqdm=False)
+        chat_outs = llm.chat(conversation, SamplingParams(max_tokens=16, ignore_eos=True), use_tqdm=False)
     assert len(chat_outs) == 1 and len(chat_outs[0].outputs[0].token_ids) == 16
-    print(f"chat: request_id={chat_outs[0].request_id} prompt={chat_outs[0].prompt!r} "
-          f"metrics is None: {chat_outs[0].metrics is None}")
+    print(
+        f"chat: request_id={chat_outs[0].request_id} prompt={chat_outs[0].prompt!r} "
+        f"metrics is None: {chat_outs[0].metrics is None}"
+    )
     RESULT["chat_prompt"] = chat_outs[0].prompt
 
     with _phase("engine_shutdown"):
@@ -239,12 +257,13 @@ def _run(args, workdir: str) -> int:
         with _phase("engine_start_pooling"):
             emb_llm = LLM(model=emb_dir, **_engine_kwargs(**extra))
         with _phase("embed_4"):
-            emb = emb_llm.embed(["hello world", "the quick brown fox", "a", "OpenTelemetry"],
-                                use_tqdm=False)
+            emb = emb_llm.embed(["hello world", "the quick brown fox", "a", "OpenTelemetry"], use_tqdm=False)
         e0 = emb[0]
         vec = e0.outputs.embedding
-        print(f"embed: {type(e0).__qualname__} request_id={e0.request_id} dim={len(vec)} "
-              f"norm={sum(x * x for x in vec) ** 0.5:.4f} fields={sorted(_fields(e0))}")
+        print(
+            f"embed: {type(e0).__qualname__} request_id={e0.request_id} dim={len(vec)} "
+            f"norm={sum(x * x for x in vec) ** 0.5:.4f} fields={sorted(_fields(e0))}"
+        )
         print(f"  embed output has metrics attr: {hasattr(e0, 'metrics')}")
         assert len(emb) == 4 and len(vec) == 128
         RESULT["embed_output_type"] = type(e0).__qualname__

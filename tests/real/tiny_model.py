@@ -133,8 +133,8 @@ def _build_into(directory: str, pooling: bool) -> None:
     tok.train_from_iterator(_corpus_lines(), trainer=trainer)
     if tok.get_vocab_size() != VOCAB_SIZE:
         raise RuntimeError(
-            f"tiny tokenizer has {tok.get_vocab_size()} tokens, expected {VOCAB_SIZE}; "
-            "extend the corpus")
+            f"tiny tokenizer has {tok.get_vocab_size()} tokens, expected {VOCAB_SIZE}; extend the corpus"
+        )
     for i, t in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(t) == i, (t, tok.token_to_id(t))
 
