@@ -20,6 +20,8 @@ from typing import Any
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.vllm import _configuration, _core, _lifecycle
+from opentelemetry.instrumentation.vllm._content import ContentPolicy
+from opentelemetry.instrumentation.vllm._offline import OfflineInstrumentation
 from opentelemetry.instrumentation.vllm.package import _instruments, _instruments_any
 from opentelemetry.instrumentation.vllm.version import __version__
 
@@ -49,6 +51,8 @@ class VllmInstrumentor(BaseInstrumentor):
         # Any one of vLLM's distributions will do (the ``instruments-any`` extra).
         return get_dependency_conflicts(_instruments, _instruments_any)
 
+    _offline: OfflineInstrumentation | None = None
+
     def _instrument(self, **kwargs: Any) -> None:
         try:
             enabled = _core.configure(
@@ -62,8 +66,18 @@ class VllmInstrumentor(BaseInstrumentor):
             return
         if not enabled:
             _logger.debug("telemetry disabled (OTEL_SDK_DISABLED)")
+            return
+        try:
+            content = ContentPolicy(kwargs.get("capture_message_content"), kwargs.get("content_max_length"))
+            self._offline = OfflineInstrumentation(content)
+            self._offline.instrument()
+        except Exception:  # noqa: BLE001
+            _logger.exception("could not instrument vLLM")
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self._offline is not None:
+            self._offline.uninstrument()
+            self._offline = None
         force_flush()
 
 

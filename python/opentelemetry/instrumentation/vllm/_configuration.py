@@ -44,6 +44,8 @@ DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
 # Arguments BaseInstrumentor users pass that are not configuration of the core.
 PROVIDER_ARGUMENTS = ("tracer_provider", "meter_provider", "logger_provider")
 RESOURCE_ARGUMENTS = ("service_name", "resource_attributes", "shutdown_timeout_ms")
+# Arguments the Python shim reads itself (content capture).
+SHIM_ARGUMENTS = ("capture_message_content", "content_max_length")
 
 
 def _as_variable_text(value: Any) -> str:
@@ -58,7 +60,7 @@ def _as_variable_text(value: Any) -> str:
 def overrides_from_arguments(arguments: Mapping[str, Any]) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for name, value in arguments.items():
-        if value is None or name in PROVIDER_ARGUMENTS or name in RESOURCE_ARGUMENTS:
+        if value is None or name in PROVIDER_ARGUMENTS or name in RESOURCE_ARGUMENTS or name in SHIM_ARGUMENTS:
             continue
         variable = VARIABLE_OF_ARGUMENT.get(name)
         if variable is None:

@@ -1,0 +1,408 @@
+"""Instrumentation of vLLM's offline API: ``vllm.LLM`` and the ``LLMEngine`` under it.
+
+- Each LLM call (generate, chat, encode, embed, classify, score, beam_search, wait_for_completion)
+  is one operation span; a call made inside another (chat -> generate in older vLLM, embed ->
+  encode) is not a second one.
+- ``LLMEngine.add_request`` remembers, per request id, the operation and the request parameters;
+  ``LLMEngine.step`` hands the requests that finished in that step to the core, once per step.
+  Python touches each request twice (add, finish), never per token.
+- ``LLM.__init__`` turns vLLM's per-request stats on unless the user turned them off, because
+  TTFT, TPOT, queue, prefill and decode come only from them.
+
+Nothing raised here reaches the application: wrappers log and carry on; vLLM's own exceptions
+pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.instrumentation.vllm import _core, _vllm
+from opentelemetry.instrumentation.vllm._content import ContentPolicy
+from opentelemetry.instrumentation.vllm._context import current_parent
+
+_logger = logging.getLogger("opentelemetry.instrumentation.vllm")
+
+SPAN_KIND_INTERNAL = 0
+
+
+class Operation:
+    """One instrumented LLM call in progress."""
+
+    __slots__ = (
+        "name",
+        "model",
+        "context",
+        "parent",
+        "start_ns",
+        "request_count",
+        "records_requests",
+        "conversations",
+        "engine_id",
+        "runs_enqueued",
+    )
+
+    def __init__(self, name: str, model: str | None, parent: Any, records_requests: bool) -> None:
+        self.name = name
+        self.model = model
+        self.parent = parent
+        self.context = _core.new_span_context(parent, name, model, SPAN_KIND_INTERNAL)
+        self.start_ns = _vllm.now_ns()
+        self.request_count = 0
+        self.records_requests = records_requests
+        self.conversations: list | None = None
+        self.engine_id = 0
+        self.runs_enqueued = False
+
+    def as_parent(self) -> tuple[int, int, int, bool]:
+        trace_id, span_id, flags = self.context
+        return (trace_id, span_id, flags, False)
+
+
+class PendingRequest:
+    """What add_request knew about a request, kept until it finishes."""
+
+    __slots__ = ("operation", "operation_name", "start_ns", "attributes", "prompt", "conversation")
+
+    def __init__(self, operation, operation_name, start_ns, attributes, prompt, conversation) -> None:
+        self.operation = operation
+        self.operation_name = operation_name
+        self.start_ns = start_ns
+        self.attributes = attributes
+        self.prompt = prompt
+        self.conversation = conversation
+
+
+_current_operation: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
+    "otel_vllm_operation", default=None
+)
+_enqueue_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "otel_vllm_enqueue_operation", default=None
+)
+
+
+def _conversations(args: tuple, kwargs: dict) -> list | None:
+    """LLM.chat's messages as a list of conversations (it takes one or a list of them)."""
+    messages = kwargs.get("messages", args[0] if args else None)
+    if not isinstance(messages, list) or not messages:
+        return None
+    if isinstance(messages[0], dict):
+        return [messages]
+    return [m if isinstance(m, list) else None for m in messages]
+
+
+class OfflineInstrumentation:
+    def __init__(self, content: ContentPolicy) -> None:
+        self.content = content
+        self.active = False
+        self._patched: list[tuple[type, str]] = []
+        self._pending: dict[tuple[int, str], PendingRequest] = {}
+        self._add_request_arguments: _vllm.AddRequestArguments | None = None
+        self._warned_stats_off = False
+        # (params, lora_request, priority, attributes) of the last request added: a batch usually
+        # shares one SamplingParams object, so its attributes are read once, not per request.
+        self._last_attributes: tuple | None = None
+
+    # ---- patching ---------------------------------------------------------------------------
+
+    def instrument(self) -> None:
+        self.active = True
+        # Post-import hooks: importing vLLM takes seconds, so nothing is imported here; the patch
+        # applies when the application imports vLLM (at once if it already has).
+        wrapt.register_post_import_hook(self._patch_llm_module, _vllm.LLM_MODULE)
+        for module in _vllm.ENGINE_MODULES:
+            wrapt.register_post_import_hook(self._patch_engine_module, module)
+
+    def uninstrument(self) -> None:
+        self.active = False
+        for owner, name in reversed(self._patched):
+            unwrap(owner, name)
+        self._patched.clear()
+        self._pending.clear()
+
+    def _wrap(self, owner: type | None, name: str, wrapper: Any) -> None:
+        if owner is None or (owner, name) in self._patched:
+            return
+        if isinstance(vars(owner).get(name), wrapt.FunctionWrapper):
+            return  # already wrapped by us (e.g. two module aliases of one class)
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        self._patched.append((owner, name))
+
+    def _patch_llm_module(self, module: Any) -> None:
+        if not self.active:
+            return
+        try:
+            llm = getattr(module, _vllm.LLM_CLASS)
+            self._wrap(_vllm.defining_class(llm, "__init__"), "__init__", self._llm_init)
+            for method in _vllm.OPERATION_OF_METHOD:
+                if hasattr(llm, method):
+                    self._wrap(_vllm.defining_class(llm, method), method, self._operation_wrapper(method))
+            for method in _vllm.ENQUEUE_METHODS:
+                if hasattr(llm, method):
+                    self._wrap(_vllm.defining_class(llm, method), method, self._enqueue_wrapper(method))
+        except Exception:  # noqa: BLE001 - an unknown vLLM shape must not break the application
+            _logger.warning("could not instrument %s; vLLM's offline API is not traced", module.__name__, exc_info=True)
+
+    def _patch_engine_module(self, module: Any) -> None:
+        if not self.active:
+            return
+        try:
+            engine = getattr(module, _vllm.ENGINE_CLASS, None)
+            if engine is None:
+                return
+            add_request = _vllm.defining_class(engine, "add_request")
+            step = _vllm.defining_class(engine, "step")
+            if add_request is None or step is None:
+                return
+            self._add_request_arguments = _vllm.AddRequestArguments(engine.add_request)
+            self._wrap(add_request, "add_request", self._add_request)
+            self._wrap(step, "step", self._step)
+        except Exception:  # noqa: BLE001
+            _logger.warning("could not instrument %s", module.__name__, exc_info=True)
+
+    # ---- wrappers ---------------------------------------------------------------------------
+
+    def _llm_init(self, wrapped, instance, args, kwargs):
+        if self.active:
+            if "disable_log_stats" not in kwargs:
+                kwargs["disable_log_stats"] = False
+            elif kwargs["disable_log_stats"] and not self._warned_stats_off:
+                self._warned_stats_off = True
+                _logger.warning(
+                    "LLM(disable_log_stats=True): vLLM keeps no per-request stats, so time to first token, "
+                    "time per output token, queue, prefill and decode times are not recorded"
+                )
+        return wrapped(*args, **kwargs)
+
+    def _operation_wrapper(self, method: str):
+        def wrapper(wrapped, instance, args, kwargs):
+            if not self.active or _current_operation.get() is not None:
+                return wrapped(*args, **kwargs)
+            operation = None
+            try:
+                engine = getattr(instance, "llm_engine", None)
+                name = _vllm.OPERATION_OF_METHOD[method] or self._enqueued_operation_name(engine)
+                operation = Operation(
+                    name,
+                    _vllm.model_name(engine),
+                    current_parent(),
+                    records_requests=method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS,
+                )
+                if method == "chat" and self.content.capture:
+                    operation.conversations = _conversations(args, kwargs)
+                operation.engine_id = id(engine)
+                if method == "wait_for_completion":
+                    operation.runs_enqueued = True
+                    operation.request_count = self._count_enqueued(engine)
+            except Exception:  # noqa: BLE001
+                _logger.debug("could not start an operation span", exc_info=True)
+            if operation is None:
+                return wrapped(*args, **kwargs)
+            self._last_attributes = None  # parameters may have been changed between calls
+            token = _current_operation.set(operation)
+            error_type = None
+            try:
+                return wrapped(*args, **kwargs)
+            except BaseException as error:
+                error_type = type(error).__qualname__
+                raise
+            finally:
+                _current_operation.reset(token)
+                try:
+                    self._end_operation(operation, engine, error_type)
+                except Exception:  # noqa: BLE001
+                    _logger.debug("could not record an operation span", exc_info=True)
+
+        return wrapper
+
+    def _enqueue_wrapper(self, method: str):
+        def wrapper(wrapped, instance, args, kwargs):
+            token = _enqueue_operation.set(_vllm.ENQUEUE_METHODS[method])
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                _enqueue_operation.reset(token)
+
+        return wrapper
+
+    def _add_request(self, wrapped, instance, args, kwargs):
+        result = wrapped(*args, **kwargs)
+        if not self.active:
+            return result
+        try:
+            operation = _current_operation.get()
+            if operation is not None and not operation.records_requests:
+                return result
+            get = self._add_request_arguments.get
+            request_id = get("request_id", args, kwargs)
+            conversation = None
+            if operation is not None:
+                if operation.conversations and operation.request_count < len(operation.conversations):
+                    conversation = operation.conversations[operation.request_count]
+                operation.request_count += 1
+            params, lora_request, priority = (
+                get("params", args, kwargs),
+                get("lora_request", args, kwargs),
+                get("priority", args, kwargs),
+            )
+            last = self._last_attributes
+            if last is not None and last[0] is params and last[1] is lora_request and last[2] == priority:
+                attributes = last[3]
+            else:
+                attributes = _vllm.request_attributes(params, lora_request, priority)
+                self._last_attributes = (params, lora_request, priority, attributes)
+            self._pending[(id(instance), str(request_id))] = PendingRequest(
+                operation,
+                operation.name if operation is not None else (_enqueue_operation.get() or "text_completion"),
+                _vllm.now_ns(),
+                attributes,
+                get("prompt", args, kwargs) if self.content.capture else None,
+                conversation,
+            )
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not register a request", exc_info=True)
+        return result
+
+    def _step(self, wrapped, instance, args, kwargs):
+        outputs = wrapped(*args, **kwargs)
+        if self._pending and outputs:
+            try:
+                self._record_finished(instance, outputs)
+            except Exception:  # noqa: BLE001
+                _logger.debug("could not record finished requests", exc_info=True)
+        return outputs
+
+    # ---- recording --------------------------------------------------------------------------
+
+    def _record_finished(self, engine: Any, outputs: list) -> None:
+        end_ns = _vllm.now_ns()
+        end_wall = end_ns / 1e9
+        engine_id = id(engine)
+        groups: dict[tuple[int, str], tuple[Operation | None, str, list]] = {}
+        current = _current_operation.get()
+        for output in outputs:
+            if not _vllm.is_finished(output):
+                continue
+            pending = self._pending.pop((engine_id, str(output.request_id)), None)
+            if pending is None:
+                continue
+            operation = pending.operation or current
+            record = self._request_record(output, pending, end_ns, end_wall)
+            key = (id(operation), pending.operation_name)
+            if key not in groups:
+                groups[key] = (operation, pending.operation_name, [])
+            groups[key][2].append(record)
+        if groups:
+            model = _vllm.model_name(engine)
+            for operation, name, records in groups.values():
+                self._send(operation, name, model, records)
+
+    def _request_record(self, output: Any, pending: PendingRequest, end_ns: int, end_wall: float) -> tuple:
+        start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
+            getattr(output, "metrics", None), end_wall
+        )
+        input_tokens, output_tokens, cached = _vllm.token_counts(output)
+        attributes = pending.attributes
+        if preemptions or self.content.capture:
+            attributes = dict(attributes)
+            if preemptions:
+                attributes["vllm.request.num_preemptions"] = preemptions
+            if self.content.capture:
+                attributes["gen_ai.input.messages"] = self.content.input_messages(pending.prompt, pending.conversation)
+                attributes["gen_ai.output.messages"] = self.content.output_messages(_vllm.completions(output))
+        error_type = "error" if getattr(output, "error", None) else None
+        return (
+            str(output.request_id),
+            None,
+            start_ns if start_ns is not None else pending.start_ns,
+            end_ns,
+            input_tokens,
+            output_tokens,
+            cached,
+            _vllm.finish_reasons(output),
+            error_type,
+            ttft,
+            tpot,
+            queue,
+            prefill,
+            decode,
+            inference,
+            e2e,
+            attributes,
+        )
+
+    def _send(self, operation: Operation | None, name: str, model: str | None, records: list) -> None:
+        parent = operation.as_parent() if operation is not None else current_parent()
+        header = (name, _vllm.PROVIDER_NAME, model, model, parent, SPAN_KIND_INTERNAL, None)
+        _core.record_requests(header, records)
+
+    def _end_operation(self, operation: Operation, engine: Any, error_type: str | None) -> None:
+        end_ns = _vllm.now_ns()
+        # Requests of this operation that never finished (vLLM raised, or aborted them): their
+        # spans end now with the error; nothing is recorded for what vLLM did not report.
+        # A snapshot: other threads add requests meanwhile. The enqueued requests a failed
+        # wait_for_completion was running end with it too.
+        leftovers = [
+            key
+            for key, p in list(self._pending.items())
+            if p.operation is operation
+            or (operation.runs_enqueued and p.operation is None and key[0] == operation.engine_id)
+        ]
+        if leftovers:
+            records = []
+            for key in leftovers:
+                pending = self._pending.pop(key)
+                records.append(
+                    (
+                        key[1],
+                        None,
+                        pending.start_ns,
+                        end_ns,
+                        None,
+                        None,
+                        None,
+                        None,
+                        error_type or "aborted",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        pending.attributes,
+                    )
+                )
+            self._send(operation, operation.name, operation.model, records)
+        _core.record_operation(
+            (
+                operation.context,
+                operation.parent,
+                operation.name,
+                _vllm.PROVIDER_NAME,
+                operation.model,
+                operation.model,
+                SPAN_KIND_INTERNAL,
+                operation.start_ns,
+                end_ns,
+                error_type,
+                # No count where internal requests are not user requests (beam search steps).
+                operation.request_count if operation.records_requests else None,
+                None,
+            )
+        )
+
+    def _enqueued_operation_name(self, engine: Any) -> str:
+        engine_id = id(engine)
+        for (owner, _), pending in list(self._pending.items()):
+            if owner == engine_id and pending.operation is None:
+                return pending.operation_name
+        return "text_completion"
+
+    def _count_enqueued(self, engine: Any) -> int:
+        engine_id = id(engine)
+        return sum(1 for (owner, _), p in list(self._pending.items()) if owner == engine_id and p.operation is None)

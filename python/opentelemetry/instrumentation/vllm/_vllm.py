@@ -1,0 +1,196 @@
+"""Everything this package knows about vLLM's objects and their differences between versions.
+
+Capabilities are detected (attributes, signatures), never inferred from version strings. Values
+vLLM does not provide stay None: the core then records nothing for them.
+
+Facts relied on (see the vLLM reference notes):
+- Every offline path (generate, chat, encode/embed/classify/score, beam_search, enqueue +
+  wait_for_completion) adds its requests through ``LLMEngine.add_request(request_id, prompt, params,
+  ...)`` and collects them through ``LLMEngine.step()``; ``RequestOutput.request_id`` is the id
+  given to ``add_request``.
+- ``RequestOutput.metrics`` is a ``RequestStateStats`` only when stats logging is on (vLLM >= 0.11.1);
+  ``arrival_time`` and ``first_token_latency`` are frontend wall clock, the ``*_ts`` fields
+  EngineCore monotonic clock: only differences of ``*_ts`` fields are used, never mixed with wall time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+LLM_MODULE = "vllm.entrypoints.llm"
+LLM_CLASS = "LLM"
+ENGINE_MODULES = ("vllm.v1.engine.llm_engine", "vllm.engine.llm_engine")
+ENGINE_CLASS = "LLMEngine"
+
+# LLM methods that run an operation -> gen_ai.operation.name. Pooling has no semconv operation of
+# its own; "embeddings" is the nearest (documented in the README).
+OPERATION_OF_METHOD = {
+    "generate": "text_completion",
+    "chat": "chat",
+    "beam_search": "text_completion",
+    "encode": "embeddings",
+    "embed": "embeddings",
+    "classify": "embeddings",
+    "score": "embeddings",
+    "reward": "embeddings",
+    "wait_for_completion": None,  # named after the enqueued requests it runs
+}
+# LLM methods that only add requests, and the operation of the requests they add.
+ENQUEUE_METHODS = {"enqueue": "text_completion", "enqueue_chat": "chat"}
+# Operations whose internal engine requests are not user requests (one per search step).
+OPERATIONS_WITHOUT_REQUEST_SPANS = {"beam_search"}
+
+PROVIDER_NAME = "vllm"
+
+
+def defining_class(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s MRO that defines ``name`` (vLLM >= 0.32 defines LLM's methods on
+    mixins; patching there keeps the class dictionaries exactly as they were after unpatching)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return klass
+    return None
+
+
+def model_name(engine: Any) -> str | None:
+    config = getattr(engine, "model_config", None)
+    if config is None:
+        config = getattr(getattr(engine, "vllm_config", None), "model_config", None)
+    served = getattr(config, "served_model_name", None)
+    if isinstance(served, (list, tuple)):
+        served = served[0] if served else None
+    name = served or getattr(config, "model", None)
+    return str(name) if name else None
+
+
+class AddRequestArguments:
+    """Positions of LLMEngine.add_request's parameters, read from its signature once."""
+
+    NAMES = ("request_id", "prompt", "params", "arrival_time", "lora_request", "priority")
+
+    def __init__(self, add_request: Any) -> None:
+        try:
+            parameters = list(inspect.signature(add_request).parameters)
+        except (TypeError, ValueError):
+            parameters = ["self", *self.NAMES]
+        if parameters and parameters[0] == "self":
+            parameters = parameters[1:]
+        self.position = {name: parameters.index(name) for name in self.NAMES if name in parameters}
+
+    def get(self, name: str, args: tuple, kwargs: dict) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        index = self.position.get(name)
+        if index is not None and index < len(args):
+            return args[index]
+        return None
+
+
+def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[str, Any]:
+    """Semconv request attributes from SamplingParams (PoolingParams have none of these)."""
+    attributes: dict[str, Any] = {}
+    max_tokens = getattr(params, "max_tokens", None)
+    if isinstance(max_tokens, int):
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    for name, key in (
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+        ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ):
+        value = getattr(params, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            attributes[key] = float(value)
+    top_k = getattr(params, "top_k", None)
+    # vLLM uses -1 (older) or 0 (newer) for "top-k disabled": no top-k was requested.
+    if isinstance(top_k, int) and top_k > 0:
+        attributes["gen_ai.request.top_k"] = float(top_k)  # a double in semconv v1.41
+    seed = getattr(params, "seed", None)
+    if isinstance(seed, int):
+        attributes["gen_ai.request.seed"] = seed
+    stop = getattr(params, "stop", None)
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop:
+        attributes["gen_ai.request.stop_sequences"] = [str(s) for s in stop]
+    n = getattr(params, "n", None)
+    if isinstance(n, int) and n != 1:  # semconv: only when not 1
+        attributes["gen_ai.request.choice.count"] = n
+    lora_name = getattr(lora_request, "lora_name", None) or getattr(lora_request, "name", None)
+    if lora_name:
+        attributes["vllm.lora.name"] = str(lora_name)
+    if isinstance(priority, int) and priority != 0:
+        attributes["vllm.request.priority"] = priority
+    return attributes
+
+
+def _positive(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _difference(later: float | None, earlier: float | None) -> float | None:
+    if later is None or earlier is None or later < earlier:
+        return None
+    return later - earlier
+
+
+def timings(stats: Any, end_wall: float) -> tuple:
+    """(start_ns or None, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions) from a
+    RequestStateStats, computed as vLLM computes them; all None without stats."""
+    if stats is None:
+        return (None,) * 9
+    arrival = _positive(getattr(stats, "arrival_time", None))
+    queued = _positive(getattr(stats, "queued_ts", None))
+    scheduled = _positive(getattr(stats, "scheduled_ts", None))
+    first = _positive(getattr(stats, "first_token_ts", None))
+    last = _positive(getattr(stats, "last_token_ts", None))
+    generated = getattr(stats, "num_generation_tokens", None)
+    decode = _difference(last, first)
+    tpot = decode / (generated - 1) if decode is not None and isinstance(generated, int) and generated > 1 else None
+    preemptions = getattr(stats, "num_preemptions", None)
+    return (
+        int(arrival * 1e9) if arrival is not None else None,
+        _positive(getattr(stats, "first_token_latency", None)),
+        tpot,
+        _difference(scheduled, queued),
+        _difference(first, scheduled),
+        decode,
+        _difference(last, scheduled),
+        _difference(end_wall, arrival),  # vLLM: time.time() - arrival_time at the final iteration
+        preemptions if isinstance(preemptions, int) else None,
+    )
+
+
+def token_counts(output: Any) -> tuple[int | None, int | None, int | None]:
+    """(input, output, cached input) tokens of a finished output, counted from token ids."""
+    prompt_ids = getattr(output, "prompt_token_ids", None)
+    input_tokens = len(prompt_ids) if prompt_ids is not None else None
+    completions = getattr(output, "outputs", None)
+    output_tokens = None
+    if isinstance(completions, list):
+        counted = [len(c.token_ids) for c in completions if getattr(c, "token_ids", None) is not None]
+        output_tokens = sum(counted) if counted else None
+    cached = getattr(output, "num_cached_tokens", None)
+    return input_tokens, output_tokens, cached if isinstance(cached, int) else None
+
+
+def finish_reasons(output: Any) -> list[str] | None:
+    completions = getattr(output, "outputs", None)
+    if not isinstance(completions, list):
+        return None  # pooling outputs have no completions
+    return [str(c.finish_reason) for c in completions if getattr(c, "finish_reason", None) is not None]
+
+
+def is_finished(output: Any) -> bool:
+    return bool(getattr(output, "finished", False))
+
+
+def completions(output: Any) -> Any:
+    completions = getattr(output, "outputs", None)
+    return completions if isinstance(completions, list) else None
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,5 @@
+"""Reproduces vllm 0.11.0's lora/request.py: LoRARequest."""
+
+from fake_vllm.shapes import LoRARequest
+
+__all__ = ["LoRARequest"]

@@ -1,0 +1,5 @@
+"""Reproduces vllm 0.32's engine/arg_utils.py: EngineArgs."""
+
+from fake_vllm.shapes import EngineArgs
+
+__all__ = ["EngineArgs"]
