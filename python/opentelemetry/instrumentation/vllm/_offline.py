@@ -213,7 +213,7 @@ class OfflineInstrumentation:
             finally:
                 _current_operation.reset(token)
                 try:
-                    self._end_operation(operation, engine, error_type)
+                    self._end_operation(operation, error_type)
                 except Exception:  # noqa: BLE001
                     _logger.debug("could not record an operation span", exc_info=True)
 
@@ -340,7 +340,7 @@ class OfflineInstrumentation:
         header = (name, _vllm.PROVIDER_NAME, model, model, parent, SPAN_KIND_INTERNAL, None)
         _core.record_requests(header, records)
 
-    def _end_operation(self, operation: Operation, engine: Any, error_type: str | None) -> None:
+    def _end_operation(self, operation: Operation, error_type: str | None) -> None:
         end_ns = _vllm.now_ns()
         # Requests of this operation that never finished (vLLM raised, or aborted them): their
         # spans end now with the error; nothing is recorded for what vLLM did not report.
