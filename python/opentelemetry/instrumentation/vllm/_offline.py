@@ -221,6 +221,7 @@ class OfflineInstrumentation:
 
     def _enqueue_wrapper(self, method: str):
         def wrapper(wrapped, instance, args, kwargs):
+            self._last_attributes = None  # parameters may have been changed between calls
             token = _enqueue_operation.set(_vllm.ENQUEUE_METHODS[method])
             try:
                 return wrapped(*args, **kwargs)
@@ -260,7 +261,8 @@ class OfflineInstrumentation:
                 operation.name if operation is not None else (_enqueue_operation.get() or "text_completion"),
                 _vllm.now_ns(),
                 attributes,
-                get("prompt", args, kwargs) if self.content.capture else None,
+                # vLLM 0.11.1 passes the processed request as `prompt` and its text as `prompt_text`.
+                (get("prompt_text", args, kwargs) or get("prompt", args, kwargs)) if self.content.capture else None,
                 conversation,
             )
         except Exception:  # noqa: BLE001
@@ -290,7 +292,12 @@ class OfflineInstrumentation:
             pending = self._pending.pop((engine_id, str(output.request_id)), None)
             if pending is None:
                 continue
-            operation = pending.operation or current
+            operation = pending.operation
+            if operation is None and current is not None:
+                # An enqueued request run by this call (wait_for_completion, or generate after enqueue).
+                operation = current
+                if not current.runs_enqueued:
+                    current.request_count += 1
             record = self._request_record(output, pending, end_ns, end_wall)
             key = (id(operation), pending.operation_name)
             if key not in groups:

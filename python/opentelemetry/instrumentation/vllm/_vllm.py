@@ -68,7 +68,7 @@ def model_name(engine: Any) -> str | None:
 class AddRequestArguments:
     """Positions of LLMEngine.add_request's parameters, read from its signature once."""
 
-    NAMES = ("request_id", "prompt", "params", "arrival_time", "lora_request", "priority")
+    NAMES = ("request_id", "prompt", "params", "arrival_time", "lora_request", "priority", "prompt_text")
 
     def __init__(self, add_request: Any) -> None:
         try:
