@@ -85,16 +85,6 @@ _enqueue_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
-def _conversations(args: tuple, kwargs: dict) -> list | None:
-    """LLM.chat's messages as a list of conversations (it takes one or a list of them)."""
-    messages = kwargs.get("messages", args[0] if args else None)
-    if not isinstance(messages, list) or not messages:
-        return None
-    if isinstance(messages[0], dict):
-        return [messages]
-    return [m if isinstance(m, list) else None for m in messages]
-
-
 class OfflineInstrumentation:
     def __init__(self, content: ContentPolicy) -> None:
         self.content = content
@@ -184,7 +174,7 @@ class OfflineInstrumentation:
                 return wrapped(*args, **kwargs)
             operation = None
             try:
-                engine = getattr(instance, "llm_engine", None)
+                engine = _vllm.llm_engine(instance)
                 name = _vllm.OPERATION_OF_METHOD[method] or self._enqueued_operation_name(engine)
                 operation = Operation(
                     name,
@@ -193,7 +183,7 @@ class OfflineInstrumentation:
                     records_requests=method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS,
                 )
                 if method == "chat" and self.content.capture:
-                    operation.conversations = _conversations(args, kwargs)
+                    operation.conversations = _vllm.chat_conversations(args, kwargs)
                 operation.engine_id = id(engine)
                 if method == "wait_for_completion":
                     operation.runs_enqueued = True
@@ -310,7 +300,7 @@ class OfflineInstrumentation:
 
     def _request_record(self, output: Any, pending: PendingRequest, end_ns: int, end_wall: float) -> tuple:
         start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
-            getattr(output, "metrics", None), end_wall
+            _vllm.request_stats(output), end_wall
         )
         input_tokens, output_tokens, cached = _vllm.token_counts(output)
         attributes = pending.attributes
@@ -321,7 +311,7 @@ class OfflineInstrumentation:
             if self.content.capture:
                 attributes["gen_ai.input.messages"] = self.content.input_messages(pending.prompt, pending.conversation)
                 attributes["gen_ai.output.messages"] = self.content.output_messages(_vllm.completions(output))
-        error_type = "error" if getattr(output, "error", None) else None
+        error_type = _vllm.error_type(output)
         return (
             str(output.request_id),
             None,

@@ -54,6 +54,25 @@ def defining_class(cls: type, name: str) -> type | None:
     return None
 
 
+def llm_engine(llm: Any) -> Any:
+    return getattr(llm, "llm_engine", None)
+
+
+def chat_conversations(args: tuple, kwargs: dict) -> list | None:
+    """LLM.chat's ``messages`` as a list of conversations (it takes one or a list of them)."""
+    messages = kwargs.get("messages", args[0] if args else None)
+    if not isinstance(messages, list) or not messages:
+        return None
+    if isinstance(messages[0], dict):
+        return [messages]
+    return [m if isinstance(m, list) else None for m in messages]
+
+
+def error_type(output: Any) -> str | None:
+    """A finished output that carries an error (PoolingRequestOutput.error in newer vLLM)."""
+    return "error" if getattr(output, "error", None) else None
+
+
 def model_name(engine: Any) -> str | None:
     config = getattr(engine, "model_config", None)
     if config is None:
@@ -124,6 +143,11 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
     if isinstance(priority, int) and priority != 0:
         attributes["vllm.request.priority"] = priority
     return attributes
+
+
+def request_stats(output: Any) -> Any:
+    """RequestOutput.metrics: a RequestStateStats with stats on (>= 0.11.1), else None."""
+    return getattr(output, "metrics", None)
 
 
 def _positive(value: Any) -> float | None:
