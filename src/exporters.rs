@@ -142,6 +142,42 @@ fn resolved_metadata_interceptor(
     }
 }
 
+/// The settings every gRPC exporter (spans, metrics) takes from its signal's configuration.
+fn grpc_settings<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    cfg: &OtlpConfig,
+    headers_variable: &str,
+) -> Result<B, String> {
+    let mut b = builder
+        .with_endpoint(cfg.endpoint.clone())
+        .with_timeout(cfg.timeout)
+        .with_interceptor(resolved_metadata_interceptor(cfg, headers_variable));
+    if cfg.compression == Compression::Gzip {
+        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    if let Some(tls) = grpc_tls(cfg)? {
+        b = b.with_tls_config(tls);
+    }
+    Ok(b)
+}
+
+/// The settings every HTTP exporter (spans, metrics) takes from its signal's configuration.
+fn http_settings<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    cfg: &OtlpConfig,
+    headers_variable: &str,
+) -> Result<B, String> {
+    let mut b = builder
+        .with_protocol(http_protocol(cfg.protocol))
+        .with_endpoint(cfg.endpoint.clone())
+        .with_timeout(cfg.timeout)
+        .with_http_client(resolved_headers_client(cfg, headers_variable)?);
+    if cfg.compression == Compression::Gzip {
+        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    Ok(b)
+}
+
 fn http_protocol(protocol: Protocol) -> opentelemetry_otlp::Protocol {
     match protocol {
         Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
@@ -208,31 +244,19 @@ pub fn otlp_span_exporter(
         Protocol::Grpc => {
             let runtime = runtime.ok_or("gRPC needs the core's runtime")?;
             let _guard = runtime.enter();
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(cfg.endpoint.clone())
-                .with_timeout(cfg.timeout)
-                .with_interceptor(resolved_metadata_interceptor(cfg, HEADERS_VARIABLE));
-            if cfg.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            if let Some(tls) = grpc_tls(cfg)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
+            grpc_settings(
+                opentelemetry_otlp::SpanExporter::builder().with_tonic(),
+                cfg,
+                HEADERS_VARIABLE,
+            )?
+            .build()
         }
-        Protocol::HttpProtobuf | Protocol::HttpJson => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(http_protocol(cfg.protocol))
-                .with_endpoint(cfg.endpoint.clone())
-                .with_timeout(cfg.timeout)
-                .with_http_client(resolved_headers_client(cfg, HEADERS_VARIABLE)?);
-            if cfg.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
-        }
+        Protocol::HttpProtobuf | Protocol::HttpJson => http_settings(
+            opentelemetry_otlp::SpanExporter::builder().with_http(),
+            cfg,
+            HEADERS_VARIABLE,
+        )?
+        .build(),
     };
     exporter
         .map(SpanSink::Otlp)
@@ -258,32 +282,16 @@ pub fn otlp_metric_exporter(
         Protocol::Grpc => {
             let runtime = runtime.ok_or("gRPC needs the core's runtime")?;
             let _guard = runtime.enter();
-            let mut b = opentelemetry_otlp::MetricExporter::builder()
+            let builder = opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
-                .with_temporality(temporality)
-                .with_endpoint(cfg.endpoint.clone())
-                .with_timeout(cfg.timeout)
-                .with_interceptor(resolved_metadata_interceptor(cfg, HEADERS_VARIABLE));
-            if cfg.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            if let Some(tls) = grpc_tls(cfg)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
+                .with_temporality(temporality);
+            grpc_settings(builder, cfg, HEADERS_VARIABLE)?.build()
         }
         Protocol::HttpProtobuf | Protocol::HttpJson => {
-            let mut b = opentelemetry_otlp::MetricExporter::builder()
+            let builder = opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
-                .with_temporality(temporality)
-                .with_protocol(http_protocol(cfg.protocol))
-                .with_endpoint(cfg.endpoint.clone())
-                .with_timeout(cfg.timeout)
-                .with_http_client(resolved_headers_client(cfg, HEADERS_VARIABLE)?);
-            if cfg.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
+                .with_temporality(temporality);
+            http_settings(builder, cfg, HEADERS_VARIABLE)?.build()
         }
     };
     exporter

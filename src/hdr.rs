@@ -66,10 +66,6 @@ impl LatencyStore {
             })
             .collect()
     }
-
-    pub fn reset(&mut self) {
-        self.histograms.clear();
-    }
 }
 
 /// A fixed-width text table of the percentiles, in milliseconds.
