@@ -349,31 +349,33 @@ class OfflineInstrumentation:
             if p.operation is operation
             or (operation.runs_enqueued and p.operation is None and key[0] == operation.engine_id)
         ]
-        if leftovers:
-            records = []
-            for key in leftovers:
-                pending = self._pending.pop(key)
-                records.append(
-                    (
-                        key[1],
-                        None,
-                        pending.start_ns,
-                        end_ns,
-                        None,
-                        None,
-                        None,
-                        None,
-                        error_type or "aborted",
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        pending.attributes,
-                    )
+        records = []
+        for key in leftovers:
+            pending = self._pending.pop(key, None)
+            if pending is None:
+                continue  # another thread's step finished and recorded it meanwhile
+            records.append(
+                (
+                    key[1],
+                    None,
+                    pending.start_ns,
+                    end_ns,
+                    None,
+                    None,
+                    None,
+                    None,
+                    error_type or "aborted",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    pending.attributes,
                 )
+            )
+        if records:
             self._send(operation, operation.name, operation.model, records)
         _core.record_operation(
             (
