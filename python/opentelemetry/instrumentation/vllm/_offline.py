@@ -341,11 +341,13 @@ class OfflineInstrumentation:
         end_ns = _vllm.now_ns()
         # Requests of this operation that never finished (vLLM raised, or aborted them): their
         # spans end now with the error; nothing is recorded for what vLLM did not report.
-        # A snapshot: other threads add requests meanwhile. The enqueued requests a failed
+        # A snapshot: other threads add requests meanwhile. dict.copy() runs without releasing the
+        # GIL, where list(d.items()) can be interrupted by the garbage collector running Python code
+        # and fail with "dictionary changed size during iteration". The enqueued requests a failed
         # wait_for_completion was running end with it too.
         leftovers = [
             key
-            for key, p in list(self._pending.items())
+            for key, p in self._pending.copy().items()
             if p.operation is operation
             or (operation.runs_enqueued and p.operation is None and key[0] == operation.engine_id)
         ]
@@ -397,11 +399,11 @@ class OfflineInstrumentation:
 
     def _enqueued_operation_name(self, engine: Any) -> str:
         engine_id = id(engine)
-        for (owner, _), pending in list(self._pending.items()):
+        for (owner, _), pending in self._pending.copy().items():
             if owner == engine_id and pending.operation is None:
                 return pending.operation_name
         return "text_completion"
 
     def _count_enqueued(self, engine: Any) -> int:
         engine_id = id(engine)
-        return sum(1 for (owner, _), p in list(self._pending.items()) if owner == engine_id and p.operation is None)
+        return sum(1 for (owner, _), p in self._pending.copy().items() if owner == engine_id and p.operation is None)
