@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod diagnostics;
+pub mod engine_state;
 pub mod exporters;
 pub mod hdr;
 pub mod ids;
@@ -115,6 +116,17 @@ fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> P
     Ok(pipeline.record_requests(header, parsed))
 }
 
+/// Records one engine step's scheduler state (the engine gauges).
+#[pyfunction]
+fn record_engine_state(state: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Some(pipeline) = state::current() else {
+        return Ok(false);
+    };
+    let state = engine_state::EngineState::from_tuple(state)?;
+    pipeline.engine_gauges.record(&state);
+    Ok(true)
+}
+
 /// Records an operation span (reserved with `new_span_context`) and its duration metric.
 #[pyfunction]
 fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -210,8 +222,8 @@ mod _core {
     #[pymodule_export]
     use super::{
         _after_fork_child, configure, force_flush, is_enabled, latency_percentiles,
-        latency_summary, latency_summary_at_exit, new_span_context, record_operation,
-        record_requests, shutdown, stats,
+        latency_summary, latency_summary_at_exit, new_span_context, record_engine_state,
+        record_operation, record_requests, shutdown, stats,
     };
 
     #[pymodule_init]
@@ -219,8 +231,13 @@ mod _core {
         use pyo3::types::PyModuleMethods;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("REQUEST_RECORD_LEN", crate::records::REQUEST_RECORD_LEN)?;
+        m.add(
+            "REQUEST_RECORD_WITH_PARENT_LEN",
+            crate::records::REQUEST_RECORD_WITH_PARENT_LEN,
+        )?;
         m.add("BATCH_HEADER_LEN", crate::records::BATCH_HEADER_LEN)?;
         m.add("OPERATION_RECORD_LEN", crate::records::OPERATION_RECORD_LEN)?;
+        m.add("ENGINE_STATE_LEN", crate::engine_state::ENGINE_STATE_LEN)?;
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 
 use crate::config::{Config, ExporterKind, Protocol};
 use crate::diagnostics::{self, Counters};
+use crate::engine_state::EngineGauges;
 use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
 use crate::hdr::{LatencyStore, Percentiles};
 use crate::metrics::Instruments;
@@ -101,6 +102,7 @@ pub struct Pipeline {
     pub pid: u32,
     pub counters: Arc<Counters>,
     pub spans: Arc<SpanFactory>,
+    pub engine_gauges: EngineGauges,
     sender: Mutex<Sender<Work>>,
     queued_requests: Arc<AtomicUsize>,
     max_queued_requests: usize,
@@ -359,6 +361,7 @@ impl Pipeline {
             pid: std::process::id(),
             counters,
             spans,
+            engine_gauges: EngineGauges::new(&meter),
             sender: Mutex::new(sender),
             queued_requests,
             // Requests are queued until the recorder turns them into spans; the span queue bound

@@ -58,9 +58,22 @@ pub struct RequestRecord {
     pub error_type: Option<String>,
     pub timings: Timings,
     pub attributes: Vec<KeyValue>,
+    /// This request's own parent, replacing the batch header's: `Some(None)` for a root span. Set by
+    /// the serving path, where every request of an engine step has its own incoming trace context.
+    pub own_parent: Option<Option<ParentContext>>,
+    /// The trace id `new_span_context` returned with `span_id`, for a root span whose id was reserved.
+    pub trace_id: Option<u128>,
 }
 
 impl RequestRecord {
+    /// The parent of this request's span: its own when it has one, else the batch header's.
+    pub fn parent<'a>(&'a self, header: &'a BatchHeader) -> Option<&'a ParentContext> {
+        match &self.own_parent {
+            Some(own) => own.as_ref(),
+            None => header.parent.as_ref(),
+        }
+    }
+
     /// The request's duration for `gen_ai.server.request.duration`: vLLM's own end-to-end latency
     /// when it gave one, else the span's duration (both are measured, neither is estimated).
     pub fn duration_seconds(&self) -> f64 {
@@ -93,6 +106,8 @@ pub struct OperationRecord {
 // ---- reading from Python -------------------------------------------------------------------
 
 pub const REQUEST_RECORD_LEN: usize = 17;
+/// A request record may carry two more fields: its own parent and the trace id of a reserved span.
+pub const REQUEST_RECORD_WITH_PARENT_LEN: usize = 19;
 pub const BATCH_HEADER_LEN: usize = 7;
 pub const OPERATION_RECORD_LEN: usize = 12;
 
@@ -275,9 +290,26 @@ pub fn batch_header(obj: &Bound<'_, PyAny>) -> PyResult<BatchHeader> {
 }
 
 pub fn request_record(obj: &Bound<'_, PyAny>) -> PyResult<RequestRecord> {
-    let t = expect_tuple(obj, REQUEST_RECORD_LEN, "request record")?;
+    let t = obj.cast::<PyTuple>()?;
+    let with_parent = t.len() == REQUEST_RECORD_WITH_PARENT_LEN;
+    if !with_parent {
+        expect_tuple(obj, REQUEST_RECORD_LEN, "request record")?;
+    }
     let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
     let span_id = f(1)?;
+    let (own_parent, trace_id) = if with_parent {
+        let trace_id = f(18)?;
+        (
+            Some(parent(&f(17)?)?),
+            if trace_id.is_none() {
+                None
+            } else {
+                Some(trace_id.extract::<u128>()?).filter(|id| *id != 0)
+            },
+        )
+    } else {
+        (None, None)
+    };
     Ok(RequestRecord {
         response_id: opt_string(&f(0)?)?,
         // 0 is the invalid span id: treated as "let the core assign one".
@@ -303,6 +335,8 @@ pub fn request_record(obj: &Bound<'_, PyAny>) -> PyResult<RequestRecord> {
             e2e: opt_seconds(&f(15)?)?,
         },
         attributes: attributes(&f(16)?)?,
+        own_parent,
+        trace_id,
     })
 }
 

@@ -39,6 +39,12 @@ pub const METRIC_QUEUE: &str = "vllm.request.queue.duration";
 pub const METRIC_PREFILL: &str = "vllm.request.prefill.duration";
 pub const METRIC_DECODE: &str = "vllm.request.decode.duration";
 pub const METRIC_INFERENCE: &str = "vllm.request.inference.duration";
+// Engine gauges (from the scheduler's per-step stats) and their engine attribute.
+pub const METRIC_REQUESTS_RUNNING: &str = "vllm.requests.running";
+pub const METRIC_REQUESTS_WAITING: &str = "vllm.requests.waiting";
+pub const METRIC_KV_CACHE_USAGE: &str = "vllm.kv_cache.usage";
+pub const METRIC_PREEMPTIONS: &str = "vllm.preemptions";
+pub const ENGINE_INDEX: &str = "vllm.engine.index";
 
 /// `gen_ai.client.operation.duration` and `gen_ai.server.request.duration`.
 pub const DURATION_BUCKETS: &[f64] = &[

@@ -179,12 +179,13 @@ impl SpanFactory {
 
     /// The span of one request, or `None` when the sampler drops it.
     pub fn request_span(&self, header: &BatchHeader, request: &RequestRecord) -> Option<SpanData> {
-        let trace_id = header
-            .parent
+        let parent = request.parent(header);
+        let trace_id = parent
             .map(|p| p.trace_id)
+            .or(request.trace_id)
             .unwrap_or_else(ids::new_trace_id);
         let name = span_name(&header.operation_name, header.request_model.as_deref());
-        if !self.sampled(header.parent.as_ref(), trace_id, &name, &header.span_kind) {
+        if !self.sampled(parent, trace_id, &name, &header.span_kind) {
             return None;
         }
         let mut attributes =
@@ -252,11 +253,10 @@ impl SpanFactory {
                 false,
                 TraceState::NONE,
             ),
-            parent_span_id: header
-                .parent
+            parent_span_id: parent
                 .map(|p| SpanId::from(p.span_id))
                 .unwrap_or(SpanId::INVALID),
-            parent_span_is_remote: header.parent.map(|p| p.is_remote).unwrap_or(false),
+            parent_span_is_remote: parent.map(|p| p.is_remote).unwrap_or(false),
             span_kind: header.span_kind.clone(),
             name,
             start_time: unix_nanos(request.start_unix_nanos),
@@ -305,6 +305,8 @@ mod tests {
                 ..Default::default()
             },
             attributes: vec![KeyValue::new("gen_ai.request.seed", 3)],
+            own_parent: None,
+            trace_id: None,
         }
     }
 
@@ -313,6 +315,41 @@ mod tests {
             .iter()
             .find(|kv| kv.key.as_str() == key)
             .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn a_request_own_parent_replaces_the_header_parent() {
+        let factory = SpanFactory::new(&SamplerConfig::ParentBasedAlwaysOn);
+        let header_parent = ParentContext {
+            trace_id: 0xaaa,
+            span_id: 0x1,
+            trace_flags: 1,
+            is_remote: false,
+        };
+        let own = ParentContext {
+            trace_id: 0xbbb,
+            span_id: 0x2,
+            trace_flags: 1,
+            is_remote: true,
+        };
+        let mut record = request();
+        record.own_parent = Some(Some(own));
+        let span = factory
+            .request_span(&header(Some(header_parent)), &record)
+            .unwrap();
+        assert_eq!(span.span_context.trace_id(), TraceId::from(0xbbb_u128));
+        assert_eq!(span.parent_span_id, SpanId::from(0x2_u64));
+        assert!(span.parent_span_is_remote);
+        // A root request whose span id was reserved keeps the reserved trace id.
+        record.own_parent = Some(None);
+        record.span_id = Some(0x77);
+        record.trace_id = Some(0xccc);
+        let span = factory
+            .request_span(&header(Some(header_parent)), &record)
+            .unwrap();
+        assert_eq!(span.span_context.trace_id(), TraceId::from(0xccc_u128));
+        assert_eq!(span.span_context.span_id(), SpanId::from(0x77_u64));
+        assert_eq!(span.parent_span_id, SpanId::INVALID);
     }
 
     #[test]

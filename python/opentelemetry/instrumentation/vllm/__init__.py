@@ -22,6 +22,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.vllm import _configuration, _core, _lifecycle
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._offline import OfflineInstrumentation
+from opentelemetry.instrumentation.vllm._serving import ServingInstrumentation
 from opentelemetry.instrumentation.vllm.package import _instruments, _instruments_any
 from opentelemetry.instrumentation.vllm.version import __version__
 
@@ -52,6 +53,7 @@ class VllmInstrumentor(BaseInstrumentor):
         return get_dependency_conflicts(_instruments, _instruments_any)
 
     _offline: OfflineInstrumentation | None = None
+    _serving: ServingInstrumentation | None = None
 
     def _instrument(self, **kwargs: Any) -> None:
         try:
@@ -71,6 +73,8 @@ class VllmInstrumentor(BaseInstrumentor):
             content = ContentPolicy(kwargs.get("capture_message_content"), kwargs.get("content_max_length"))
             self._offline = OfflineInstrumentation(content)
             self._offline.instrument()
+            self._serving = ServingInstrumentation(content)
+            self._serving.instrument()
         except Exception:  # noqa: BLE001
             _logger.exception("could not instrument vLLM")
 
@@ -78,6 +82,9 @@ class VllmInstrumentor(BaseInstrumentor):
         if self._offline is not None:
             self._offline.uninstrument()
             self._offline = None
+        if self._serving is not None:
+            self._serving.uninstrument()
+            self._serving = None
         force_flush()
 
 

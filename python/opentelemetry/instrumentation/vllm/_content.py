@@ -67,19 +67,25 @@ class ContentPolicy:
         return json.dumps([{"role": "user", "parts": [part]}], ensure_ascii=False)
 
     def output_messages(self, completions: Any) -> str | None:
-        messages = []
-        for completion in completions or ():
-            text = getattr(completion, "text", None)
-            if text is None:
-                continue
-            messages.append(
-                {
-                    "role": "assistant",
-                    "parts": [{"type": "text", "content": self._text(text)}],
-                    "finish_reason": getattr(completion, "finish_reason", None) or "",
-                }
-            )
+        messages = [
+            self._output_message(completion.text, getattr(completion, "finish_reason", None))
+            for completion in completions or ()
+            if getattr(completion, "text", None) is not None
+        ]
         return json.dumps(messages, ensure_ascii=False) if messages else None
+
+    def output_text_messages(self, text: str | None, finish_reason: str | None) -> str | None:
+        """One generated text (serving keeps the text, not completion objects)."""
+        if text is None:
+            return None
+        return json.dumps([self._output_message(text, finish_reason)], ensure_ascii=False)
+
+    def _output_message(self, text: str, finish_reason: str | None) -> dict:
+        return {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": self._text(text)}],
+            "finish_reason": finish_reason or "",
+        }
 
 
 def prompt_text_and_token_ids(prompt: Any) -> tuple[str | None, Any]:

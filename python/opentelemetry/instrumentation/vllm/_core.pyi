@@ -10,6 +10,8 @@ from typing import TypedDict
 
 __version__: str
 REQUEST_RECORD_LEN: int  # 17
+REQUEST_RECORD_WITH_PARENT_LEN: int  # 19
+ENGINE_STATE_LEN: int  # 7
 BATCH_HEADER_LEN: int  # 7
 OPERATION_RECORD_LEN: int  # 12
 
@@ -43,6 +45,20 @@ RequestRecord = tuple[
     float | None,  # 14 inference (s)
     float | None,  # 15 e2e (s)
     Attributes,  # 16 extra span attributes of this request
+]
+# The same with two more fields, for requests that each have their own parent (serving):
+#   17 parent: ParentContext | None, replacing the batch header's (None: a root span);
+#   18 trace_id: int | None, the trace id new_span_context returned with span_id (for a root span).
+
+# One engine step's scheduler state, the engine gauges; None where vLLM reported nothing.
+EngineState = tuple[
+    str,  # 0 provider_name
+    str | None,  # 1 request_model
+    int,  # 2 engine index
+    int | None,  # 3 running requests
+    int | None,  # 4 waiting requests
+    float | None,  # 5 KV-cache usage, 0 to 1
+    int | None,  # 6 preemptions in this step
 ]
 
 # One API call, parent of its requests.
@@ -82,6 +98,7 @@ def new_span_context(
 ) -> tuple[int, int, int]: ...
 def record_requests(header: BatchHeader, requests: list[RequestRecord]) -> int: ...
 def record_operation(operation: OperationRecord) -> bool: ...
+def record_engine_state(state: EngineState) -> bool: ...
 def force_flush(timeout: float = 5.0) -> bool: ...
 def shutdown(timeout: float = 5.0) -> bool: ...
 def stats() -> dict[str, int]: ...

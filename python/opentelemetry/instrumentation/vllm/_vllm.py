@@ -218,3 +218,157 @@ def completions(output: Any) -> Any:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+# ---- serving: AsyncLLM and the OpenAI-compatible server ---------------------------------------
+#
+# Facts relied on (vLLM 0.11.1 - 0.33):
+# - Each API-server process builds one ``AsyncLLM``; its ``output_processor`` (an OutputProcessor)
+#   registers each engine request in ``add_request(request, prompt, parent_req, index, queue)``
+#   (in the HTTP request's task, before the request is sent to EngineCore), and, once per engine
+#   step, ``process_outputs`` calls ``_update_stats_from_finished(req_state, finish_reason,
+#   iteration_stats)`` for each request that finished in that step. ``abort_requests`` pops the
+#   states of aborted requests (client disconnects) without that call.
+# - ``EngineCoreRequest.trace_headers`` is what vLLM's own tracing parents its ``llm_request`` span to.
+# - The OpenAI handlers name their request ids after the endpoint ("chatcmpl-", "cmpl-", ...).
+# - ``logger_manager.record(scheduler_stats=, iteration_stats=, engine_idx=)`` runs once per engine
+#   step when stats are on (the ``vllm serve`` default).
+
+ASYNC_LLM_MODULE = "vllm.v1.engine.async_llm"
+ASYNC_LLM_CLASS = "AsyncLLM"
+# Where the handlers' ``_get_trace_headers`` lives: module -> class (0.32+, then 0.11 - 0.31).
+SERVING_BASE_CLASSES = {
+    "vllm.entrypoints.serve.engine.serving": "BaseServing",
+    "vllm.entrypoints.openai.serving_engine": "OpenAIServing",
+}
+W3C_TRACE_HEADERS = ("traceparent", "tracestate")
+
+# Request id prefixes of the OpenAI handlers -> gen_ai.operation.name. Pooling endpoints map to
+# "embeddings" (as offline); anything else generating text is a "text_completion".
+OPERATION_OF_REQUEST_ID_PREFIX = (
+    ("chatcmpl-", "chat"),
+    ("resp_", "chat"),  # the Responses API
+    ("cmpl-", "text_completion"),
+    ("embd-", "embeddings"),
+)
+
+
+def async_llm_output_processor(engine: Any) -> Any:
+    return getattr(engine, "output_processor", None)
+
+
+def async_llm_logger_manager(engine: Any) -> Any:
+    """The StatLoggerManager (None when stats are off); 0.32 keeps it behind a one-item list."""
+    manager = getattr(engine, "logger_manager", None)
+    return manager
+
+
+def native_tracing_enabled(output_processor: Any) -> bool:
+    """Whether vLLM's own tracing (--otlp-traces-endpoint) is on: a flag in 0.32+, a tracer before."""
+    enabled = getattr(output_processor, "tracing_enabled", None)
+    if enabled is None:
+        enabled = getattr(output_processor, "tracer", None) is not None
+    return bool(enabled)
+
+
+def trace_headers_of(headers: Any) -> dict[str, str] | None:
+    """The W3C trace-context headers of an incoming HTTP request (starlette Headers or a mapping)."""
+    if headers is None:
+        return None
+    found = {}
+    for name in W3C_TRACE_HEADERS:
+        value = headers.get(name)
+        if value:
+            found[name] = value
+    return found if "traceparent" in found else None
+
+
+def external_request_id(request: Any) -> str:
+    """The id the handler gave (0.32+ adds a random suffix for the engine's internal id)."""
+    return str(getattr(request, "external_req_id", None) or request.request_id)
+
+
+def serving_operation(external_id: str, request: Any) -> str:
+    if getattr(request, "pooling_params", None) is not None:
+        return "embeddings"
+    for prefix, operation in OPERATION_OF_REQUEST_ID_PREFIX:
+        if external_id.startswith(prefix):
+            return operation
+    return "text_completion"
+
+
+def engine_request_attributes(request: Any) -> dict[str, Any]:
+    params = getattr(request, "sampling_params", None) or getattr(request, "pooling_params", None)
+    return request_attributes(params, getattr(request, "lora_request", None), getattr(request, "priority", None))
+
+
+def engine_request_arrival_ns(request: Any) -> int | None:
+    arrival = _positive(getattr(request, "arrival_time", None))  # time.time() in the frontend
+    return int(arrival * 1e9) if arrival is not None else None
+
+
+def request_state_stats(req_state: Any) -> Any:
+    """The request's RequestStateStats (None with stats off)."""
+    return getattr(req_state, "stats", None)
+
+
+def request_state_token_counts(req_state: Any) -> tuple[int | None, int | None, int | None]:
+    """(input, output, cached input) tokens of a request state; output counts the tokens the
+    client received (a stop string trims tokens generated past it)."""
+    prompt_len = getattr(req_state, "prompt_len", None)
+    output_tokens = None
+    detokenizer = getattr(req_state, "detokenizer", None)
+    if detokenizer is not None:
+        count = getattr(detokenizer, "num_output_tokens", None)
+        output_tokens = count() if callable(count) else len(detokenizer.output_token_ids)
+    cached = getattr(req_state, "num_cached_tokens", None)
+    return (
+        prompt_len if isinstance(prompt_len, int) else None,
+        output_tokens,
+        cached if isinstance(cached, int) else None,
+    )
+
+
+def request_state_output_text(req_state: Any) -> str | None:
+    detokenizer = getattr(req_state, "detokenizer", None)
+    text = getattr(detokenizer, "output_text", None)
+    return text if isinstance(text, str) else None
+
+
+def finish_reason_name(finish_reason: Any) -> str:
+    return str(finish_reason)  # FinishReason.__str__ gives the API's name ("stop", "length", ...)
+
+
+def error_type_of_finish(reason: str) -> str | None:
+    """error.type for a request that finished: vLLM aborted it or failed it."""
+    return {"abort": "aborted", "error": "error"}.get(reason)
+
+
+def iteration_end_wall(iteration_stats: Any) -> float | None:
+    """IterationStats.iteration_timestamp: the wall-clock time vLLM's own e2e latency ends at."""
+    return _positive(getattr(iteration_stats, "iteration_timestamp", None))
+
+
+def engine_state(scheduler_stats: Any, iteration_stats: Any) -> tuple:
+    """(running, waiting, kv-cache usage, preemptions) of one step; None where vLLM gave nothing."""
+    running = getattr(scheduler_stats, "num_running_reqs", None)
+    waiting = getattr(scheduler_stats, "num_waiting_reqs", None)
+    usage = getattr(scheduler_stats, "kv_cache_usage", None)
+    if usage is None:
+        usage = getattr(scheduler_stats, "gpu_cache_usage", None)  # older name
+    preempted = getattr(iteration_stats, "num_preempted_reqs", None)
+    return (
+        running if isinstance(running, int) else None,
+        waiting if isinstance(waiting, int) else None,
+        float(usage) if isinstance(usage, (int, float)) else None,
+        preempted if isinstance(preempted, int) else None,
+    )
+
+
+# multiprocessing names of vLLM's engine-side processes (EngineCore, EngineCore_DP<n>, VllmWorker-<rank>,
+# the data-parallel coordinator): they run no frontend objects, so nothing there is instrumented.
+ENGINE_PROCESS_NAME_PREFIXES = ("EngineCore", "VllmWorker", "Worker", "DPCoordinator")
+
+
+def is_engine_process(process_name: str) -> bool:
+    return process_name.startswith(ENGINE_PROCESS_NAME_PREFIXES)

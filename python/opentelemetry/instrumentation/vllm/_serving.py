@@ -1,0 +1,364 @@
+"""Instrumentation of vLLM's serving path: ``AsyncLLM`` as ``vllm serve`` drives it.
+
+- One span per engine request (a chat completion, a completion prompt, an embedding input), parented
+  to the current span where the request is added (an ASGI/FastAPI server span when such an
+  instrumentation runs), else to the incoming HTTP request's W3C trace context.
+- Python runs per request (added, finished or aborted) and once per engine step (one call into the
+  core with every request that finished in it), never per token: the output processor's per-step
+  loop is left alone, the streaming generator is not wrapped.
+- When vLLM's own tracing is on, the engine request carries our span as its trace context, so vLLM's
+  ``llm_request`` span nests under ours.
+- The engine gauges come from the stat loggers' per-step call (stats are on by default in serving).
+
+The patches are set on the ``AsyncLLM``'s own output processor and stat-logger manager (instance
+attributes), so offline ``LLMEngine`` objects, which share those classes, pay nothing for them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import weakref
+from typing import Any
+
+import wrapt
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.instrumentation.vllm import _core, _vllm
+from opentelemetry.instrumentation.vllm._content import ContentPolicy
+from opentelemetry.instrumentation.vllm._context import current_parent
+
+_logger = logging.getLogger("opentelemetry.instrumentation.vllm")
+
+SPAN_KIND_INTERNAL = 0
+SPAN_KIND_SERVER = 1
+
+# The incoming W3C trace headers of the request AsyncLLM.add_request is adding, for the output
+# processor's add_request it calls (vLLM >= 0.32 drops them before that when its own tracing is off).
+_incoming_trace_headers: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "otel_vllm_incoming_trace_headers", default=None
+)
+
+# Instance attributes set on an AsyncLLM's output processor and stat-logger manager.
+PROCESSOR_METHODS = ("add_request", "process_outputs", "_update_stats_from_finished", "abort_requests")
+LOGGER_MANAGER_METHODS = ("record",)
+
+
+class ServingRequest:
+    """What was known when an engine request was added, kept until it finishes."""
+
+    __slots__ = ("external_id", "operation_name", "parent", "trace_id", "span_id", "kind", "start_ns", "attributes")
+
+    def __init__(self, external_id, operation_name, parent, trace_id, span_id, kind, start_ns, attributes) -> None:
+        self.external_id = external_id
+        self.operation_name = operation_name
+        self.parent = parent
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.kind = kind
+        self.start_ns = start_ns
+        self.attributes = attributes
+
+
+def incoming_parent(request: Any) -> tuple[int, int, int, bool] | None:
+    """The current span (a server span of an ASGI instrumentation, or the application's), else the
+    trace context the HTTP request came with."""
+    parent = current_parent()
+    if parent is not None:
+        return parent
+    headers = _incoming_trace_headers.get() or getattr(request, "trace_headers", None)
+    if not headers:
+        return None
+    context = trace.get_current_span(propagate.extract(headers)).get_span_context()
+    if not context.is_valid:
+        return None
+    return (context.trace_id, context.span_id, int(context.trace_flags), context.is_remote)
+
+
+def traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags & 0xFF:02x}"
+
+
+class EngineRequests:
+    """The requests of one AsyncLLM: registered when added, recorded when finished or aborted."""
+
+    def __init__(self, processor: Any, model: str | None, content: ContentPolicy) -> None:
+        self.processor = processor
+        self.model = model
+        self.content = content
+        self.pending: dict[str, ServingRequest] = {}
+        self.prompts: dict[str, Any] = {}
+        # Requests finished during the current process_outputs call: (pending, req_state, reason, end_wall).
+        self.finished: list[tuple] = []
+
+    def added(self, request: Any, prompt: Any) -> None:
+        external_id = _vllm.external_request_id(request)
+        operation = _vllm.serving_operation(external_id, request)
+        parent = incoming_parent(request)
+        # The process's entry span when nothing local encloses it.
+        kind = SPAN_KIND_SERVER if parent is None or parent[3] else SPAN_KIND_INTERNAL
+        trace_id, span_id, flags = _core.new_span_context(parent, operation, self.model, kind)
+        if _vllm.native_tracing_enabled(self.processor):
+            headers = {"traceparent": traceparent(trace_id, span_id, flags)}
+            incoming = getattr(request, "trace_headers", None) or {}
+            if "tracestate" in incoming:
+                headers["tracestate"] = incoming["tracestate"]
+            request.trace_headers = headers
+        start_ns = _vllm.engine_request_arrival_ns(request) or _vllm.now_ns()
+        self.pending[request.request_id] = ServingRequest(
+            external_id,
+            operation,
+            parent,
+            trace_id,
+            span_id,
+            kind,
+            start_ns,
+            _vllm.engine_request_attributes(request),
+        )
+        if self.content.capture:
+            self.prompts[request.request_id] = prompt
+
+    def finished_now(self, req_state: Any, finish_reason: Any, iteration_stats: Any) -> None:
+        pending = self.pending.pop(req_state.request_id, None)
+        if pending is not None:
+            end_wall = _vllm.iteration_end_wall(iteration_stats)
+            self.finished.append((pending, req_state, _vllm.finish_reason_name(finish_reason), end_wall))
+
+    def record_finished(self) -> None:
+        """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
+        finished, self.finished = self.finished, []
+        end_ns = _vllm.now_ns()
+        self._send([self._record(p, state, reason, end_wall, end_ns) for p, state, reason, end_wall in finished])
+
+    def record_aborted(self, states_before: dict) -> None:
+        """After abort_requests: our requests whose state vLLM dropped without finishing them,
+        recorded with what their state said (tokens and latencies so far)."""
+        states = self.processor.request_states
+        gone = [rid for rid in self.pending.copy() if rid not in states]
+        if not gone:
+            return
+        end_ns = _vllm.now_ns()
+        records = []
+        for rid in gone:
+            pending = self.pending.pop(rid, None)
+            if pending is not None:
+                records.append(self._record(pending, states_before.get(rid), "abort", None, end_ns, rid))
+        self._send(records)
+
+    def _record(self, pending: ServingRequest, req_state: Any, reason: str, end_wall, end_ns, request_id=None):
+        stats = _vllm.request_state_stats(req_state)
+        start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
+            stats, end_wall if end_wall is not None else end_ns / 1e9
+        )
+        input_tokens, output_tokens, cached = (
+            _vllm.request_state_token_counts(req_state) if req_state is not None else (None, None, None)
+        )
+        attributes = pending.attributes
+        if preemptions or self.content.capture:
+            attributes = dict(attributes)
+            if preemptions:
+                attributes["vllm.request.num_preemptions"] = preemptions
+            if self.content.capture:
+                rid = request_id if request_id is not None else req_state.request_id
+                attributes["gen_ai.input.messages"] = self.content.input_messages(self.prompts.pop(rid, None), None)
+                text = _vllm.request_state_output_text(req_state) if req_state is not None else None
+                attributes["gen_ai.output.messages"] = self.content.output_text_messages(text, reason)
+        return (
+            pending.kind,
+            pending.operation_name,
+            (
+                pending.external_id,
+                pending.span_id,
+                start_ns if start_ns is not None else pending.start_ns,
+                end_ns,
+                input_tokens,
+                output_tokens,
+                cached,
+                [reason],
+                _vllm.error_type_of_finish(reason),
+                ttft,
+                tpot,
+                queue,
+                prefill,
+                decode,
+                inference,
+                e2e,
+                attributes,
+                pending.parent,
+                pending.trace_id,
+            ),
+        )
+
+    def _send(self, records: list) -> None:
+        if not records:
+            return
+        groups: dict[tuple[int, str], list] = {}
+        for kind, operation, record in records:
+            groups.setdefault((kind, operation), []).append(record)
+        for (kind, operation), group in groups.items():
+            header = (operation, _vllm.PROVIDER_NAME, self.model, self.model, None, kind, None)
+            _core.record_requests(header, group)
+
+
+class ServingInstrumentation:
+    def __init__(self, content: ContentPolicy) -> None:
+        self.content = content
+        self.active = False
+        self._patched: list[tuple[type, str]] = []
+        # Objects that carry our instance-attribute patches, to remove them on uninstrument.
+        self._instances: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+    def instrument(self) -> None:
+        self.active = True
+        wrapt.register_post_import_hook(self._patch_async_llm_module, _vllm.ASYNC_LLM_MODULE)
+        for module in _vllm.SERVING_BASE_CLASSES:
+            wrapt.register_post_import_hook(self._patch_serving_module, module)
+
+    def uninstrument(self) -> None:
+        self.active = False
+        for owner, name in reversed(self._patched):
+            unwrap(owner, name)
+        self._patched.clear()
+        for instance, names in list(self._instances.items()):
+            for name in names:
+                vars(instance).pop(name, None)
+        self._instances.clear()
+
+    def _wrap(self, owner: type | None, name: str, wrapper: Any) -> None:
+        if owner is None or (owner, name) in self._patched or isinstance(vars(owner).get(name), wrapt.FunctionWrapper):
+            return
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        self._patched.append((owner, name))
+
+    def _patch_async_llm_module(self, module: Any) -> None:
+        if not self.active:
+            return
+        try:
+            async_llm = getattr(module, _vllm.ASYNC_LLM_CLASS)
+            self._wrap(_vllm.defining_class(async_llm, "__init__"), "__init__", self._async_llm_init)
+            self._wrap(_vllm.defining_class(async_llm, "add_request"), "add_request", self._async_llm_add_request)
+        except Exception:  # noqa: BLE001
+            _logger.warning("could not instrument vLLM's AsyncLLM", exc_info=True)
+
+    def _patch_serving_module(self, module: Any) -> None:
+        if not self.active:
+            return
+        try:
+            serving = getattr(module, _vllm.SERVING_BASE_CLASSES[module.__name__], None)
+            if serving is not None and hasattr(serving, "_get_trace_headers"):
+                self._wrap(
+                    _vllm.defining_class(serving, "_get_trace_headers"), "_get_trace_headers", self._get_trace_headers
+                )
+        except Exception:  # noqa: BLE001
+            _logger.warning("could not instrument vLLM's OpenAI server", exc_info=True)
+
+    # ---- wrappers ---------------------------------------------------------------------------
+
+    async def _get_trace_headers(self, wrapped, instance, args, kwargs):
+        # vLLM forwards the incoming trace context only when its own tracing is on (and warns
+        # otherwise); ours needs it either way. Same headers vLLM would forward (W3C only).
+        try:
+            headers = _vllm.trace_headers_of(kwargs.get("headers", args[0] if args else None))
+        except Exception:  # noqa: BLE001
+            headers = None
+        if headers:
+            return headers
+        return await wrapped(*args, **kwargs)
+
+    async def _async_llm_add_request(self, wrapped, instance, args, kwargs):
+        headers = kwargs.get("trace_headers")
+        if not headers:
+            return await wrapped(*args, **kwargs)
+        if not _vllm.native_tracing_enabled(_vllm.async_llm_output_processor(instance)):
+            # Ours to read; vLLM would only warn that its tracing is off and drop them.
+            kwargs = {**kwargs, "trace_headers": None}
+        token = _incoming_trace_headers.set(headers)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _incoming_trace_headers.reset(token)
+
+    def _async_llm_init(self, wrapped, instance, args, kwargs):
+        wrapped(*args, **kwargs)
+        if not self.active:
+            return
+        try:
+            self._instrument_engine(instance)
+        except Exception:  # noqa: BLE001
+            _logger.warning("could not instrument an AsyncLLM", exc_info=True)
+
+    def _instrument_engine(self, engine: Any) -> None:
+        processor = _vllm.async_llm_output_processor(engine)
+        if processor is None or processor in self._instances:
+            return
+        model = _vllm.model_name(engine)
+        requests = EngineRequests(processor, model, self.content)
+        add_request = processor.add_request
+        process_outputs = processor.process_outputs
+        update_stats_from_finished = processor._update_stats_from_finished
+        abort_requests = processor.abort_requests
+
+        def add_request_wrapper(request, prompt, *args, **kwargs):
+            try:
+                requests.added(request, prompt)
+            except Exception:  # noqa: BLE001
+                _logger.debug("could not register a request", exc_info=True)
+            return add_request(request, prompt, *args, **kwargs)
+
+        def update_stats_from_finished_wrapper(req_state, finish_reason, *args, **kwargs):
+            try:
+                requests.finished_now(req_state, finish_reason, args[0] if args else kwargs.get("iteration_stats"))
+            except Exception:  # noqa: BLE001
+                _logger.debug("could not read a finished request", exc_info=True)
+            return update_stats_from_finished(req_state, finish_reason, *args, **kwargs)
+
+        def process_outputs_wrapper(*args, **kwargs):
+            result = process_outputs(*args, **kwargs)
+            if requests.finished:
+                try:
+                    requests.record_finished()
+                except Exception:  # noqa: BLE001
+                    _logger.debug("could not record finished requests", exc_info=True)
+            return result
+
+        def abort_requests_wrapper(*args, **kwargs):
+            # Aborts are rare (client disconnects): a copy of the states keeps what the aborted had.
+            states_before = processor.request_states.copy() if requests.pending else None
+            result = abort_requests(*args, **kwargs)
+            if states_before is not None:
+                try:
+                    requests.record_aborted(states_before)
+                except Exception:  # noqa: BLE001
+                    _logger.debug("could not record aborted requests", exc_info=True)
+            return result
+
+        processor.add_request = add_request_wrapper
+        processor.process_outputs = process_outputs_wrapper
+        processor._update_stats_from_finished = update_stats_from_finished_wrapper
+        processor.abort_requests = abort_requests_wrapper
+        self._instances[processor] = PROCESSOR_METHODS
+
+        manager = _vllm.async_llm_logger_manager(engine)
+        if manager is not None and manager not in self._instances:
+            record = manager.record
+
+            def record_wrapper(*args, **kwargs):
+                try:
+                    scheduler_stats = kwargs.get("scheduler_stats", args[0] if args else None)
+                    iteration_stats = kwargs.get("iteration_stats", args[1] if len(args) > 1 else None)
+                    if scheduler_stats is not None or iteration_stats is not None:
+                        engine_index = kwargs.get("engine_idx", args[3] if len(args) > 3 else None) or 0
+                        _core.record_engine_state(
+                            (
+                                _vllm.PROVIDER_NAME,
+                                model,
+                                engine_index,
+                                *_vllm.engine_state(scheduler_stats, iteration_stats),
+                            )
+                        )
+                except Exception:  # noqa: BLE001
+                    _logger.debug("could not record the engine state", exc_info=True)
+                return record(*args, **kwargs)
+
+            manager.record = record_wrapper
+            self._instances[manager] = LOGGER_MANAGER_METHODS
