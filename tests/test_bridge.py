@@ -495,3 +495,36 @@ def test_sdk_configured_in_code_gets_our_spans_at_exit_without_a_flush():
     assert out.startswith("generated")
     assert out.count('"name": "text_completion fake/tiny-llm"') == 3
     assert '"gen_ai.server.request.duration"' in out
+
+
+def test_a_forked_child_delivers_its_own_spans_through_the_same_provider():
+    script = """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    VllmInstrumentor().instrument(skip_dep_check=True, tracer_provider=provider)
+
+    def record(model):
+        parent = _core.new_span_context(None, "text_completion", model)
+        header = batch_header(request_model=model, parent=as_parent(parent))
+        assert _core.record_requests(header, [request_record()]) == 1
+
+    record("parent-model")
+    assert force_flush(5.0)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        record("child-model")
+        ok = force_flush(5.0) and _core.delivery() == ("bridge", "none")
+        sys.stdout.flush()
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    print("child exit code", os.waitstatus_to_exitcode(status))
+    """
+    result = run_python(script, clean_environment(OTEL_METRICS_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('"name": "text_completion parent-model"') == 1
+    assert result.stdout.count('"name": "text_completion child-model"') == 1
+    assert "child exit code 0" in result.stdout

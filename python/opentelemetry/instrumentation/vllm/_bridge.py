@@ -8,6 +8,7 @@ objects so that a later ``instrument()`` (a test with new providers) only swaps 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -189,3 +190,14 @@ class MetricBridge(_Bridge):
 
 SPANS = SpanBridge()
 METRICS = MetricBridge()
+
+
+def _after_fork_in_child() -> None:
+    # A parent's core thread may have been delivering (holding a lock) when the process forked;
+    # the child's rebuilt pipeline delivers through the same objects with fresh locks.
+    for bridge in (SPANS, METRICS):
+        bridge._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
