@@ -1,9 +1,12 @@
 """Micro-benchmark of the core's hot path: ``_core.record_requests`` per finished request.
 
 Measures the caller thread's CPU time per request (what the process driving vLLM pays, holding
-the GIL) and wall time, for batches of 1, 64 and 4096, with export off (exporters ``none``) and
-with OTLP/HTTP to a sink in another process. Each configuration runs in its own process,
-alternating, several rounds; the table shows medians and the min-max spread.
+the GIL) and wall time, for batches of 1, 64 and 4096, with export off (exporters ``none``), with
+OTLP/HTTP to a sink in another process, and in bridge delivery (spans and measurements re-created
+in a Python SDK TracerProvider / MeterProvider whose exporter discards and whose reader is never
+collected, so the figure is the bridge's own cost; it runs on the core's threads and takes the
+GIL, hence process CPU). Each configuration runs in its own process, alternating, several rounds;
+the table shows medians and the min-max spread.
 
     python benchmarks/bench_core.py [--requests 100000] [--rounds 5]
 """
@@ -20,7 +23,7 @@ import sys
 import time
 
 BATCH_SIZES = (1, 64, 4096)
-CONFIGS = ("none", "otlp-http")
+CONFIGS = ("none", "otlp-http", "bridge")
 
 
 def make_records(n: int, parent):
@@ -51,6 +54,24 @@ def make_records(n: int, parent):
     return records
 
 
+def bridge_to_python_sdk() -> tuple:
+    from opentelemetry.instrumentation.vllm import _bridge
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(Discard()))
+    _bridge.SPANS.set_provider(tracer_provider)
+    _bridge.METRICS.set_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    return _bridge.SPANS, _bridge.METRICS
+
+
 def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
     from opentelemetry.instrumentation.vllm import _core
 
@@ -59,11 +80,14 @@ def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
     }
+    bridges = ()
     if config == "none":
         overrides |= {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    elif config == "bridge":
+        bridges = bridge_to_python_sdk()
     else:
         overrides |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
-    _core.configure(overrides)
+    _core.configure(overrides, None, None, *bridges)
     trace_id, span_id, flags = _core.new_span_context(None, "text_completion", "bench")
     header = (
         "text_completion",

@@ -27,6 +27,8 @@ pub struct Counters {
     pub spans_export_failed: AtomicU64,
     pub metric_exports: AtomicU64,
     pub metric_exports_failed: AtomicU64,
+    pub measurements_bridged: AtomicU64,
+    pub measurements_bridge_failed: AtomicU64,
 }
 
 impl Counters {
@@ -47,6 +49,11 @@ impl Counters {
             ("spans_export_failed", get(&self.spans_export_failed)),
             ("metric_exports", get(&self.metric_exports)),
             ("metric_exports_failed", get(&self.metric_exports_failed)),
+            ("measurements_bridged", get(&self.measurements_bridged)),
+            (
+                "measurements_bridge_failed",
+                get(&self.measurements_bridge_failed),
+            ),
         ]
     }
 }

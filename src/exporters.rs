@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::Temporality as SdkTemporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use crate::bridge::PyCallback;
 use crate::config::{Compression, Config, OtlpConfig, Protocol, Temporality};
 use crate::diagnostics::{self, Counters};
 
@@ -226,6 +227,8 @@ fn grpc_tls(cfg: &OtlpConfig) -> Result<Option<tonic::transport::ClientTlsConfig
 pub enum SpanSink {
     Otlp(opentelemetry_otlp::SpanExporter),
     Console(opentelemetry_stdout::SpanExporter),
+    /// The application's Python tracer provider (bridge delivery).
+    Bridge(Arc<PyCallback>),
 }
 
 #[allow(clippy::large_enum_variant)] // built once per process
@@ -317,31 +320,43 @@ pub struct CountingSpanExporter {
     pub in_flight: Arc<AtomicUsize>,
 }
 
+impl CountingSpanExporter {
+    /// (spans lost, error) of an exporter that delivers or loses a batch whole.
+    fn whole(n: usize, result: OTelSdkResult) -> (usize, Option<String>) {
+        match result {
+            Ok(()) => (0, None),
+            Err(e) => (n, Some(e.to_string())),
+        }
+    }
+}
+
 impl SpanExporter for CountingSpanExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
         self.in_flight.fetch_sub(n, Ordering::AcqRel);
-        let result = match &self.sink {
-            SpanSink::Otlp(e) => e.export(batch).await,
-            SpanSink::Console(e) => e.export(batch).await,
+        let (failed, error) = match &self.sink {
+            SpanSink::Otlp(e) => Self::whole(n, e.export(batch).await),
+            SpanSink::Console(e) => Self::whole(n, e.export(batch).await),
+            SpanSink::Bridge(b) => b.deliver_spans(&batch),
         };
-        match &result {
-            Ok(()) => Counters::add(&self.counters.spans_exported, n as u64),
-            Err(err) => {
-                Counters::add(&self.counters.spans_export_failed, n as u64);
-                let err = err.to_string();
-                diagnostics::warn("span_export", move || {
-                    format!("exporting {n} spans failed: {err}")
-                });
-            }
+        Counters::add(&self.counters.spans_exported, (n - failed) as u64);
+        if failed == 0 {
+            return Ok(());
         }
-        result
+        Counters::add(&self.counters.spans_export_failed, failed as u64);
+        let error = error.unwrap_or_default();
+        diagnostics::warn("span_export", || {
+            format!("exporting {failed} of {n} spans failed: {error}")
+        });
+        Err(OTelSdkError::InternalFailure(error))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match &self.sink {
             SpanSink::Otlp(e) => e.shutdown_with_timeout(timeout),
             SpanSink::Console(e) => e.shutdown_with_timeout(timeout),
+            // The application owns its provider and shuts it down itself.
+            SpanSink::Bridge(_) => Ok(()),
         }
     }
 
@@ -349,6 +364,8 @@ impl SpanExporter for CountingSpanExporter {
         match &mut self.sink {
             SpanSink::Otlp(e) => e.set_resource(resource),
             SpanSink::Console(e) => e.set_resource(resource),
+            // The application's provider has its own resource.
+            SpanSink::Bridge(_) => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 //! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the Python shim reads
 //! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
 
+pub mod bridge;
 pub mod config;
 pub mod diagnostics;
 pub mod engine_state;
@@ -18,11 +19,13 @@ pub mod spans;
 mod state;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use crate::bridge::{Bridges, PyCallback};
 use crate::diagnostics::Counters;
 use crate::pipeline::ResourceInput;
 
@@ -31,16 +34,28 @@ fn timeout(seconds: f64) -> Duration {
 }
 
 /// Builds the pipeline from `overrides` (variable name -> value, from `instrument()` arguments),
-/// the environment and the resource attributes given. A pipeline that is already running is kept
-/// (returns its state); one that was shut down is replaced. Returns whether telemetry is enabled.
+/// the environment and the resource attributes given. `span_bridge` / `metric_bridge`: callables
+/// that deliver that signal through the application's Python providers instead of our exporters.
+/// A pipeline that is already running is kept (returns its state); one that was shut down is
+/// replaced. Returns whether telemetry is enabled.
 #[pyfunction]
-#[pyo3(signature = (overrides=None, python_resource=None, explicit_resource=None))]
+#[pyo3(signature = (overrides=None, python_resource=None, explicit_resource=None, span_bridge=None, metric_bridge=None))]
 fn configure(
     py: Python<'_>,
     overrides: Option<HashMap<String, String>>,
     python_resource: Option<&Bound<'_, PyAny>>,
     explicit_resource: Option<&Bound<'_, PyAny>>,
+    span_bridge: Option<&Bound<'_, PyAny>>,
+    metric_bridge: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<bool> {
+    let callback = |obj: Option<&Bound<'_, PyAny>>| {
+        obj.filter(|o| !o.is_none())
+            .map(|o| Arc::new(PyCallback::new(o.clone().unbind())))
+    };
+    let bridges = Bridges {
+        spans: callback(span_bridge),
+        metrics: callback(metric_bridge),
+    };
     let resource = ResourceInput {
         python_sdk: python_resource
             .map(records::attributes)
@@ -52,13 +67,26 @@ fn configure(
             .unwrap_or_default(),
     };
     let _ = py;
-    Ok(state::configure(overrides.unwrap_or_default(), resource))
+    Ok(state::configure(
+        overrides.unwrap_or_default(),
+        resource,
+        bridges,
+    ))
 }
 
 /// Whether a pipeline is running (not disabled, not shut down).
 #[pyfunction]
 fn is_enabled() -> bool {
     state::built().map(|p| !p.is_shut_down()).unwrap_or(false)
+}
+
+/// How the running pipeline delivers (traces, metrics): "bridge", "otlp", "console" or "none";
+/// `None` without a running pipeline.
+#[pyfunction]
+fn delivery() -> Option<(&'static str, &'static str)> {
+    state::built()
+        .filter(|p| !p.is_shut_down())
+        .map(|p| p.delivery)
 }
 
 /// Reserves the context of a span recorded later: (trace_id, span_id, trace_flags).
@@ -123,8 +151,42 @@ fn record_engine_state(state: &Bound<'_, PyAny>) -> PyResult<bool> {
         return Ok(false);
     };
     let state = engine_state::EngineState::from_tuple(state)?;
-    pipeline.engine_gauges.record(&state);
+    pipeline.engine_states.record(&state);
     Ok(true)
+}
+
+/// The engines' latest states, for the metric bridge's observable instruments:
+/// [(provider, model, engine_index, running, waiting, kv_cache_usage, preemptions_total)].
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn engine_states() -> Vec<(
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    Option<u64>,
+)> {
+    match state::built() {
+        Some(p) => p
+            .engine_states
+            .snapshot()
+            .into_iter()
+            .map(|((provider, model, index), s)| {
+                (
+                    provider,
+                    model,
+                    index,
+                    s.running,
+                    s.waiting,
+                    s.kv_cache_usage,
+                    s.preemptions,
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Records an operation span (reserved with `new_span_context`) and its duration metric.
@@ -221,9 +283,9 @@ fn _after_fork_child() {
 mod _core {
     #[pymodule_export]
     use super::{
-        _after_fork_child, configure, force_flush, is_enabled, latency_percentiles,
-        latency_summary, latency_summary_at_exit, new_span_context, record_engine_state,
-        record_operation, record_requests, shutdown, stats,
+        _after_fork_child, configure, delivery, engine_states, force_flush, is_enabled,
+        latency_percentiles, latency_summary, latency_summary_at_exit, new_span_context,
+        record_engine_state, record_operation, record_requests, shutdown, stats,
     };
 
     #[pymodule_init]
@@ -238,6 +300,17 @@ mod _core {
         m.add("BATCH_HEADER_LEN", crate::records::BATCH_HEADER_LEN)?;
         m.add("OPERATION_RECORD_LEN", crate::records::OPERATION_RECORD_LEN)?;
         m.add("ENGINE_STATE_LEN", crate::engine_state::ENGINE_STATE_LEN)?;
+        m.add(
+            "ENGINE_METRICS",
+            crate::engine_state::ENGINE_METRICS.to_vec(),
+        )?;
+        // (name, unit, description, bucket boundaries, integer) of every histogram, in the order
+        // the metric bridge's indexes refer to.
+        let metrics: Vec<_> = crate::metrics::METRICS
+            .iter()
+            .map(|s| (s.name, s.unit, s.description, s.buckets.to_vec(), s.integer))
+            .collect();
+        m.add("METRICS", pyo3::types::PyTuple::new(m.py(), metrics)?)?;
         Ok(())
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! Metric attributes are per semconv only (operation, provider, request and response model,
 //! error.type, token type): never a per-request value, so cardinality stays bounded.
+//!
+//! Measurements go either into the Rust SDK's histograms (native delivery) or, grouped by metric
+//! and attribute set, into a buffer that the recorder hands to the application's Python meter
+//! provider (bridge delivery): aggregated histograms cannot be replayed into another SDK.
 
 use std::collections::HashMap;
 
@@ -12,67 +16,142 @@ use crate::hdr::LatencyStore;
 use crate::records::{BatchHeader, OperationRecord, RequestRecord};
 use crate::semconv as sc;
 
-/// Histograms bound to one attribute set (operation, provider, models): recording into a bound
-/// instrument skips the SDK's per-call attribute lookup, which dominated the recorder's CPU time.
-/// Each is bound on its first value: binding creates the time series, and a metric vLLM gave no
-/// value for must export no point.
-#[derive(Default)]
-struct BoundSet {
-    seconds: [Option<BoundHistogram<f64>>; 7],
-    tokens: [Option<BoundHistogram<u64>>; 2],
+/// A histogram the core records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Ttft,
+    Tpot,
+    RequestDuration,
+    OperationDuration,
+    TokenUsage,
+    Queue,
+    Prefill,
+    Decode,
+    Inference,
 }
 
-// Indexes into `BoundSet::seconds` and `BoundSet::tokens`.
-const TTFT: usize = 0;
-const TPOT: usize = 1;
-const REQUEST_DURATION: usize = 2;
-const QUEUE: usize = 3;
-const PREFILL: usize = 4;
-const DECODE: usize = 5;
-const INFERENCE: usize = 6;
-const INPUT: usize = 0;
-const OUTPUT: usize = 1;
-
-fn record_bound<T: Copy>(
-    slot: &mut Option<BoundHistogram<T>>,
-    histogram: &Histogram<T>,
-    attributes: &dyn Fn() -> Vec<KeyValue>,
-    value: T,
-) {
-    slot.get_or_insert_with(|| histogram.bind(&attributes()))
-        .record(value);
+pub struct MetricSpec {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub description: &'static str,
+    pub buckets: &'static [f64],
+    /// Recorded as integers (token counts).
+    pub integer: bool,
 }
 
-/// Bound sets kept at most; past that, records go through the unbound path (same result, slower).
-const MAX_BOUND_SETS: usize = 256;
-
-type AttributeSetKey = (String, String, Option<String>, Option<String>);
-
-pub struct Instruments {
-    bound: HashMap<AttributeSetKey, BoundSet>,
-    ttft: Histogram<f64>,
-    tpot: Histogram<f64>,
-    request_duration: Histogram<f64>,
-    operation_duration: Histogram<f64>,
-    token_usage: Histogram<u64>,
-    queue: Histogram<f64>,
-    prefill: Histogram<f64>,
-    decode: Histogram<f64>,
-    inference: Histogram<f64>,
-}
-
-fn seconds_histogram(
-    meter: &Meter,
+const fn seconds(
     name: &'static str,
     description: &'static str,
-    buckets: &[f64],
-) -> Histogram<f64> {
-    meter
-        .f64_histogram(name)
-        .with_unit("s")
-        .with_description(description)
-        .with_boundaries(buckets.to_vec())
-        .build()
+    buckets: &'static [f64],
+) -> MetricSpec {
+    MetricSpec {
+        name,
+        unit: "s",
+        description,
+        buckets,
+        integer: false,
+    }
+}
+
+/// Every histogram, indexed by `Metric as usize`: one table for both deliveries.
+pub const METRICS: [MetricSpec; 9] = [
+    seconds(
+        sc::METRIC_TTFT,
+        "Time to generate first token for successful responses.",
+        sc::TTFT_BUCKETS,
+    ),
+    seconds(
+        sc::METRIC_TPOT,
+        "Time per output token generated after the first token for successful responses.",
+        sc::TPOT_BUCKETS,
+    ),
+    seconds(
+        sc::METRIC_REQUEST_DURATION,
+        "Generative AI server request duration such as time-to-last byte or last output token.",
+        sc::DURATION_BUCKETS,
+    ),
+    seconds(
+        sc::METRIC_OPERATION_DURATION,
+        "GenAI operation duration.",
+        sc::DURATION_BUCKETS,
+    ),
+    MetricSpec {
+        name: sc::METRIC_TOKEN_USAGE,
+        unit: "{token}",
+        description: "Number of input and output tokens used.",
+        buckets: sc::TOKEN_BUCKETS,
+        integer: true,
+    },
+    seconds(
+        sc::METRIC_QUEUE,
+        "Time a request spent waiting in vLLM's scheduler queue.",
+        sc::TTFT_BUCKETS,
+    ),
+    seconds(
+        sc::METRIC_PREFILL,
+        "Time from a request's first scheduling to its first token.",
+        sc::TTFT_BUCKETS,
+    ),
+    seconds(
+        sc::METRIC_DECODE,
+        "Time from a request's first token to its last token.",
+        sc::DURATION_BUCKETS,
+    ),
+    seconds(
+        sc::METRIC_INFERENCE,
+        "Time from a request's first scheduling to its last token.",
+        sc::DURATION_BUCKETS,
+    ),
+];
+
+impl Metric {
+    pub fn spec(self) -> &'static MetricSpec {
+        &METRICS[self as usize]
+    }
+}
+
+/// What a measurement adds to its batch's base attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Series<'a> {
+    Base,
+    Token(&'static str),
+    Error(&'a str),
+}
+
+/// Every measurement of one finished request, in one place for both deliveries.
+fn request_measurements<'a>(r: &'a RequestRecord, mut emit: impl FnMut(Metric, Series<'a>, f64)) {
+    let t = &r.timings;
+    let phases = [
+        (Metric::Queue, t.queue),
+        (Metric::Prefill, t.prefill),
+        (Metric::Decode, t.decode),
+        (Metric::Inference, t.inference),
+    ];
+    for (metric, value) in phases {
+        if let Some(v) = value {
+            emit(metric, Series::Base, v);
+        }
+    }
+    let duration = r.duration_seconds();
+    match &r.error_type {
+        None => {
+            // Semconv defines TTFT and TPOT for successful responses only.
+            if let Some(v) = t.time_to_first_token {
+                emit(Metric::Ttft, Series::Base, v);
+            }
+            if let Some(v) = t.time_per_output_token {
+                emit(Metric::Tpot, Series::Base, v);
+            }
+            emit(Metric::RequestDuration, Series::Base, duration);
+        }
+        Some(error) => emit(Metric::RequestDuration, Series::Error(error), duration),
+    }
+    if let Some(n) = r.input_tokens {
+        emit(Metric::TokenUsage, Series::Token("input"), n as f64);
+    }
+    if let Some(n) = r.output_tokens {
+        emit(Metric::TokenUsage, Series::Token("output"), n as f64);
+    }
 }
 
 fn base_attributes(
@@ -93,34 +172,68 @@ fn base_attributes(
     attrs
 }
 
-impl Instruments {
+fn series_attributes(base: &[KeyValue], series: Series<'_>) -> Vec<KeyValue> {
+    let mut attrs = base.to_vec();
+    match series {
+        Series::Base => {}
+        Series::Token(t) => attrs.push(KeyValue::new(sc::TOKEN_TYPE, t)),
+        Series::Error(e) => attrs.push(KeyValue::new(sc::ERROR_TYPE, e.to_string())),
+    }
+    attrs
+}
+
+/// Histograms bound to one attribute set (operation, provider, models): recording into a bound
+/// instrument skips the SDK's per-call attribute lookup, which dominated the recorder's CPU time.
+/// Each is bound on its first value: binding creates the time series, and a metric vLLM gave no
+/// value for must export no point.
+#[derive(Default)]
+struct BoundSet {
+    seconds: [Option<BoundHistogram<f64>>; 9],
+    tokens: [Option<BoundHistogram<u64>>; 2],
+}
+
+/// Bound sets kept at most; past that, records go through the unbound path (same result, slower).
+const MAX_BOUND_SETS: usize = 256;
+
+type AttributeSetKey = (String, String, Option<String>, Option<String>);
+
+/// Native delivery: the Rust SDK's histograms, exported by the pipeline's reader.
+pub struct NativeInstruments {
+    bound: HashMap<AttributeSetKey, BoundSet>,
+    /// Indexed by `Metric as usize`; `None` at the token usage slot.
+    seconds: Vec<Option<Histogram<f64>>>,
+    token_usage: Histogram<u64>,
+}
+
+impl NativeInstruments {
     pub fn new(meter: &Meter) -> Self {
-        Instruments {
+        let seconds = METRICS
+            .iter()
+            .map(|spec| {
+                (!spec.integer).then(|| {
+                    meter
+                        .f64_histogram(spec.name)
+                        .with_unit(spec.unit)
+                        .with_description(spec.description)
+                        .with_boundaries(spec.buckets.to_vec())
+                        .build()
+                })
+            })
+            .collect();
+        let spec = Metric::TokenUsage.spec();
+        NativeInstruments {
             bound: HashMap::new(),
-            ttft: seconds_histogram(meter, sc::METRIC_TTFT, "Time to generate first token for successful responses.", sc::TTFT_BUCKETS),
-            tpot: seconds_histogram(meter, sc::METRIC_TPOT, "Time per output token generated after the first token for successful responses.", sc::TPOT_BUCKETS),
-            request_duration: seconds_histogram(meter, sc::METRIC_REQUEST_DURATION, "Generative AI server request duration such as time-to-last byte or last output token.", sc::DURATION_BUCKETS),
-            operation_duration: seconds_histogram(meter, sc::METRIC_OPERATION_DURATION, "GenAI operation duration.", sc::DURATION_BUCKETS),
+            seconds,
             token_usage: meter
-                .u64_histogram(sc::METRIC_TOKEN_USAGE)
-                .with_unit("{token}")
-                .with_description("Number of input and output tokens used.")
-                .with_boundaries(sc::TOKEN_BUCKETS.to_vec())
+                .u64_histogram(spec.name)
+                .with_unit(spec.unit)
+                .with_description(spec.description)
+                .with_boundaries(spec.buckets.to_vec())
                 .build(),
-            queue: seconds_histogram(meter, sc::METRIC_QUEUE, "Time a request spent waiting in vLLM's scheduler queue.", sc::TTFT_BUCKETS),
-            prefill: seconds_histogram(meter, sc::METRIC_PREFILL, "Time from a request's first scheduling to its first token.", sc::TTFT_BUCKETS),
-            decode: seconds_histogram(meter, sc::METRIC_DECODE, "Time from a request's first token to its last token.", sc::DURATION_BUCKETS),
-            inference: seconds_histogram(meter, sc::METRIC_INFERENCE, "Time from a request's first scheduling to its last token.", sc::DURATION_BUCKETS),
         }
     }
 
-    /// Records every metric of one batch of finished requests.
-    pub fn record_requests(
-        &mut self,
-        header: &BatchHeader,
-        requests: &[RequestRecord],
-        hdr: &mut LatencyStore,
-    ) {
+    fn record_requests(&mut self, header: &BatchHeader, requests: &[RequestRecord]) {
         let base = base_attributes(
             &header.operation_name,
             &header.provider_name,
@@ -139,81 +252,128 @@ impl Instruments {
         } else {
             &mut unbound
         };
-        let base_attrs = || base.clone();
-        let token_attrs = |token_type: &'static str| {
-            let mut attrs = base.clone();
-            attrs.push(KeyValue::new(sc::TOKEN_TYPE, token_type));
-            attrs
-        };
-        let input_attrs = || token_attrs("input");
-        let output_attrs = || token_attrs("output");
-        let model = header.request_model.as_deref().unwrap_or("");
-        let mut with_error = base.clone();
+        let seconds = &self.seconds;
+        let token_usage = &self.token_usage;
         for r in requests {
-            let t = &r.timings;
-            let phases = [
-                (QUEUE, &self.queue, sc::METRIC_QUEUE, t.queue),
-                (PREFILL, &self.prefill, sc::METRIC_PREFILL, t.prefill),
-                (DECODE, &self.decode, sc::METRIC_DECODE, t.decode),
-                (
-                    INFERENCE,
-                    &self.inference,
-                    sc::METRIC_INFERENCE,
-                    t.inference,
-                ),
-            ];
-            for (slot, histogram, name, value) in phases {
-                if let Some(v) = value {
-                    record_bound(&mut bound.seconds[slot], histogram, &base_attrs, v);
-                    hdr.record(name, model, v);
-                }
-            }
-            let duration = r.duration_seconds();
-            match &r.error_type {
-                None => {
-                    // Semconv defines TTFT and TPOT for successful responses only.
-                    if let Some(v) = t.time_to_first_token {
-                        record_bound(&mut bound.seconds[TTFT], &self.ttft, &base_attrs, v);
-                        hdr.record(sc::METRIC_TTFT, model, v);
+            request_measurements(r, |metric, series, value| match series {
+                Series::Base => {
+                    if let Some(histogram) = &seconds[metric as usize] {
+                        bound.seconds[metric as usize]
+                            .get_or_insert_with(|| histogram.bind(&base))
+                            .record(value);
                     }
-                    if let Some(v) = t.time_per_output_token {
-                        record_bound(&mut bound.seconds[TPOT], &self.tpot, &base_attrs, v);
-                        hdr.record(sc::METRIC_TPOT, model, v);
+                }
+                Series::Token(token_type) => {
+                    let slot = usize::from(token_type == "output");
+                    bound.tokens[slot]
+                        .get_or_insert_with(|| token_usage.bind(&series_attributes(&base, series)))
+                        .record(value as u64);
+                }
+                Series::Error(_) => {
+                    if let Some(histogram) = &seconds[metric as usize] {
+                        histogram.record(value, &series_attributes(&base, series));
                     }
-                    record_bound(
-                        &mut bound.seconds[REQUEST_DURATION],
-                        &self.request_duration,
-                        &base_attrs,
-                        duration,
-                    );
                 }
-                Some(error) => {
-                    with_error.truncate(base.len());
-                    with_error.push(KeyValue::new(sc::ERROR_TYPE, error.clone()));
-                    self.request_duration.record(duration, &with_error);
-                }
-            }
-            hdr.record(sc::METRIC_REQUEST_DURATION, model, duration);
-            if let Some(n) = r.input_tokens {
-                record_bound(
-                    &mut bound.tokens[INPUT],
-                    &self.token_usage,
-                    &input_attrs,
-                    n as u64,
-                );
-            }
-            if let Some(n) = r.output_tokens {
-                record_bound(
-                    &mut bound.tokens[OUTPUT],
-                    &self.token_usage,
-                    &output_attrs,
-                    n as u64,
-                );
-            }
+            });
         }
     }
 
-    pub fn record_operation(&self, op: &OperationRecord, hdr: &mut LatencyStore) {
+    fn record_operation(&self, attributes: &[KeyValue], seconds: f64) {
+        if let Some(h) = &self.seconds[Metric::OperationDuration as usize] {
+            h.record(seconds, attributes);
+        }
+    }
+}
+
+/// Measurements of one metric and attribute set, in recording order.
+pub struct MeasurementGroup {
+    pub metric: Metric,
+    pub attributes: Vec<KeyValue>,
+    pub values: Vec<f64>,
+}
+
+/// Bridge delivery: measurements wait here until the recorder hands them to Python.
+#[derive(Default)]
+pub struct MeasurementBuffer {
+    groups: Vec<MeasurementGroup>,
+}
+
+impl MeasurementBuffer {
+    fn record_requests(&mut self, header: &BatchHeader, requests: &[RequestRecord]) {
+        let base = base_attributes(
+            &header.operation_name,
+            &header.provider_name,
+            header.request_model.as_deref(),
+            header.response_model.as_deref(),
+        );
+        // Groups of this batch: a handful (metric x series), so a linear search is cheapest.
+        let mut index: Vec<(Metric, Series<'_>, usize)> = Vec::new();
+        for r in requests {
+            request_measurements(r, |metric, series, value| {
+                let found = index
+                    .iter()
+                    .find(|(m, s, _)| *m == metric && *s == series)
+                    .map(|(_, _, i)| *i);
+                let i = found.unwrap_or_else(|| {
+                    self.groups.push(MeasurementGroup {
+                        metric,
+                        attributes: series_attributes(&base, series),
+                        values: Vec::new(),
+                    });
+                    let i = self.groups.len() - 1;
+                    index.push((metric, series, i));
+                    i
+                });
+                self.groups[i].values.push(value);
+            });
+        }
+    }
+
+    fn record(&mut self, metric: Metric, attributes: Vec<KeyValue>, value: f64) {
+        self.groups.push(MeasurementGroup {
+            metric,
+            attributes,
+            values: vec![value],
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    pub fn take(&mut self) -> Vec<MeasurementGroup> {
+        std::mem::take(&mut self.groups)
+    }
+}
+
+pub enum Instruments {
+    Native(NativeInstruments),
+    Bridge(MeasurementBuffer),
+}
+
+impl Instruments {
+    /// Records every metric of one batch of finished requests, and their HDR samples.
+    pub fn record_requests(
+        &mut self,
+        header: &BatchHeader,
+        requests: &[RequestRecord],
+        hdr: &mut LatencyStore,
+    ) {
+        match self {
+            Instruments::Native(native) => native.record_requests(header, requests),
+            Instruments::Bridge(buffer) => buffer.record_requests(header, requests),
+        }
+        let model = header.request_model.as_deref().unwrap_or("");
+        for r in requests {
+            request_measurements(r, |metric, _, value| {
+                if metric != Metric::TokenUsage {
+                    hdr.record(metric.spec().name, model, value);
+                }
+            });
+        }
+    }
+
+    pub fn record_operation(&mut self, op: &OperationRecord, hdr: &mut LatencyStore) {
         let mut attrs = base_attributes(
             &op.operation_name,
             &op.provider_name,
@@ -224,11 +384,26 @@ impl Instruments {
             attrs.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
         }
         let seconds = op.end_unix_nanos.saturating_sub(op.start_unix_nanos) as f64 / 1e9;
-        self.operation_duration.record(seconds, &attrs);
+        match self {
+            Instruments::Native(native) => native.record_operation(&attrs, seconds),
+            Instruments::Bridge(buffer) => buffer.record(Metric::OperationDuration, attrs, seconds),
+        }
         hdr.record(
             sc::METRIC_OPERATION_DURATION,
             op.request_model.as_deref().unwrap_or(""),
             seconds,
         );
+    }
+
+    /// The measurements waiting for the bridge (none in native delivery).
+    pub fn take_measurements(&mut self) -> Vec<MeasurementGroup> {
+        match self {
+            Instruments::Native(_) => Vec::new(),
+            Instruments::Bridge(buffer) => buffer.take(),
+        }
+    }
+
+    pub fn has_measurements(&self) -> bool {
+        matches!(self, Instruments::Bridge(buffer) if !buffer.is_empty())
     }
 }

@@ -21,12 +21,13 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanData,
 use opentelemetry_sdk::Resource;
 use parking_lot::Mutex;
 
+use crate::bridge::{Bridges, PyCallback};
 use crate::config::{Config, ExporterKind, Protocol};
 use crate::diagnostics::{self, Counters};
-use crate::engine_state::EngineGauges;
+use crate::engine_state::EngineStates;
 use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
 use crate::hdr::{LatencyStore, Percentiles};
-use crate::metrics::Instruments;
+use crate::metrics::{Instruments, MeasurementBuffer, NativeInstruments};
 use crate::records::{BatchHeader, OperationRecord, RequestRecord};
 use crate::semconv as sc;
 use crate::spans::SpanFactory;
@@ -102,7 +103,7 @@ pub struct Pipeline {
     pub pid: u32,
     pub counters: Arc<Counters>,
     pub spans: Arc<SpanFactory>,
-    pub engine_gauges: EngineGauges,
+    pub engine_states: EngineStates,
     sender: Mutex<Sender<Work>>,
     queued_requests: Arc<AtomicUsize>,
     max_queued_requests: usize,
@@ -111,6 +112,8 @@ pub struct Pipeline {
     meter_provider: SdkMeterProvider,
     shut_down: AtomicBool,
     pub latency_summary_at_exit: bool,
+    /// How each signal is delivered: (traces, metrics).
+    pub delivery: (&'static str, &'static str),
     // Declared last so it is dropped after the exporters that run on it.
     _runtime: Option<tokio::runtime::Runtime>,
 }
@@ -126,6 +129,7 @@ struct Recorder {
     spans_in_flight: Arc<AtomicUsize>,
     span_queue_size: usize,
     exporter_stalled: Cell<bool>,
+    metric_bridge: Option<Arc<PyCallback>>,
 }
 
 impl Recorder {
@@ -148,6 +152,7 @@ impl Recorder {
                     Err(mpsc::TryRecvError::Disconnected) => return,
                 }
             }
+            self.deliver_measurements();
             thread::sleep(COALESCE_WINDOW);
         }
     }
@@ -180,12 +185,37 @@ impl Recorder {
                     Counters::add(&self.counters.operations_recorded, 1);
                 }
                 Work::Sync(reply) => {
+                    self.deliver_measurements();
                     let _ = reply.send(());
                 }
-                Work::Stop => return false,
+                Work::Stop => {
+                    self.deliver_measurements();
+                    return false;
+                }
             }
         }
         true
+    }
+
+    /// Hands the measurements of the last burst to the application's meter provider, in one call.
+    fn deliver_measurements(&mut self) {
+        let Some(bridge) = &self.metric_bridge else {
+            return;
+        };
+        if !self.instruments.has_measurements() {
+            return;
+        }
+        let groups = self.instruments.take_measurements();
+        let n: usize = groups.iter().map(|g| g.values.len()).sum();
+        let (failed, error) = bridge.deliver_measurements(&groups);
+        Counters::add(&self.counters.measurements_bridged, (n - failed) as u64);
+        if failed > 0 {
+            Counters::add(&self.counters.measurements_bridge_failed, failed as u64);
+            let error = error.unwrap_or_default();
+            diagnostics::warn("metric_bridge", || {
+                format!("recording {failed} of {n} measurements into the meter provider failed: {error}")
+            });
+        }
     }
 
     fn submit(&self, span: SpanData) {
@@ -234,7 +264,7 @@ impl Recorder {
 }
 
 impl Pipeline {
-    pub fn start(config: &Config, resource_input: &ResourceInput) -> Pipeline {
+    pub fn start(config: &Config, resource_input: &ResourceInput, bridges: &Bridges) -> Pipeline {
         if !config.warnings.is_empty() {
             // One message for all of them: they share one rate-limit kind.
             diagnostics::warn("configuration", || {
@@ -243,9 +273,11 @@ impl Pipeline {
         }
         let counters = Arc::new(Counters::default());
         let resource = build_resource(config, resource_input);
-        let uses_grpc = (config.traces_exporter == ExporterKind::Otlp
+        let uses_grpc = (bridges.spans.is_none()
+            && config.traces_exporter == ExporterKind::Otlp
             && config.traces.protocol == Protocol::Grpc)
-            || (config.metrics_exporter == ExporterKind::Otlp
+            || (bridges.metrics.is_none()
+                && config.metrics_exporter == ExporterKind::Otlp
                 && config.metrics.protocol == Protocol::Grpc);
         let runtime = if uses_grpc {
             match tokio::runtime::Builder::new_multi_thread()
@@ -268,6 +300,7 @@ impl Pipeline {
 
         let spans_in_flight = Arc::new(AtomicUsize::new(0));
         let span_sink = match config.traces_exporter {
+            _ if bridges.spans.is_some() => bridges.spans.clone().map(|b| Ok(SpanSink::Bridge(b))),
             ExporterKind::None => None,
             ExporterKind::Console => Some(Ok(SpanSink::Console(
                 opentelemetry_stdout::SpanExporter::default(),
@@ -306,6 +339,7 @@ impl Pipeline {
         };
 
         let metric_sink = match config.metrics_exporter {
+            _ if bridges.metrics.is_some() => None,
             ExporterKind::None => None,
             ExporterKind::Console => Some(Ok(exporters::console_metric_exporter(config))),
             ExporterKind::Otlp => Some(exporters::otlp_metric_exporter(config, runtime.as_ref())),
@@ -342,13 +376,28 @@ impl Pipeline {
             queued_requests: queued_requests.clone(),
             counters: counters.clone(),
             spans: spans.clone(),
-            instruments: Instruments::new(&meter),
+            instruments: if bridges.metrics.is_some() {
+                Instruments::Bridge(MeasurementBuffer::default())
+            } else {
+                Instruments::Native(NativeInstruments::new(&meter))
+            },
             hdr: hdr.clone(),
             span_processor: span_processor.clone(),
             spans_in_flight,
             span_queue_size: config.bsp_max_queue_size,
             exporter_stalled: Cell::new(false),
+            metric_bridge: bridges.metrics.clone(),
         };
+        let delivery = |bridged: bool, exporter: ExporterKind| match (bridged, exporter) {
+            (true, _) => "bridge",
+            (false, ExporterKind::None) => "none",
+            (false, ExporterKind::Console) => "console",
+            (false, ExporterKind::Otlp) => "otlp",
+        };
+        let delivery = (
+            delivery(bridges.spans.is_some(), config.traces_exporter),
+            delivery(bridges.metrics.is_some(), config.metrics_exporter),
+        );
         if let Err(e) = thread::Builder::new()
             .name("otel-vllm-recorder".into())
             .spawn(move || recorder.run())
@@ -361,7 +410,7 @@ impl Pipeline {
             pid: std::process::id(),
             counters,
             spans,
-            engine_gauges: EngineGauges::new(&meter),
+            engine_states: EngineStates::new(bridges.metrics.is_none().then_some(&meter)),
             sender: Mutex::new(sender),
             queued_requests,
             // Requests are queued until the recorder turns them into spans; the span queue bound
@@ -372,6 +421,7 @@ impl Pipeline {
             meter_provider,
             shut_down: AtomicBool::new(false),
             latency_summary_at_exit: config.latency_summary_at_exit,
+            delivery,
             _runtime: runtime,
         }
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
+use crate::bridge::Bridges;
 use crate::config::Config;
 use crate::diagnostics;
 use crate::pipeline::{Pipeline, ResourceInput};
@@ -18,6 +19,9 @@ struct State {
     /// What the last `configure` asked for, to rebuild from in a forked child.
     overrides: HashMap<String, String>,
     resource: ResourceInput,
+    /// The Python callables of bridged signals; a forked child's pipeline delivers to them too
+    /// (the objects were copied with the process).
+    bridges: Bridges,
     /// Built (or found disabled) for this pid.
     resolved_for_pid: Option<u32>,
 }
@@ -29,6 +33,7 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         pipeline: None,
         overrides: HashMap::new(),
         resource: ResourceInput::default(),
+        bridges: Bridges::default(),
         resolved_for_pid: None,
     })
 });
@@ -41,7 +46,11 @@ fn build(state: &mut State) {
     state.pipeline = if config.disabled {
         None
     } else {
-        Some(Arc::new(Pipeline::start(&config, &state.resource)))
+        Some(Arc::new(Pipeline::start(
+            &config,
+            &state.resource,
+            &state.bridges,
+        )))
     };
 }
 
@@ -57,13 +66,18 @@ fn leak_if_inherited(state: &mut State) {
 }
 
 /// Applies a configuration. A running pipeline is kept: the pipeline is built once per process.
-pub fn configure(overrides: HashMap<String, String>, resource: ResourceInput) -> bool {
+pub fn configure(
+    overrides: HashMap<String, String>,
+    resource: ResourceInput,
+    bridges: Bridges,
+) -> bool {
     let mut state = STATE.lock();
     leak_if_inherited(&mut state);
     let running = state.pipeline.as_ref().is_some_and(|p| !p.is_shut_down());
     if !running {
         state.overrides = overrides;
         state.resource = resource;
+        state.bridges = bridges;
         build(&mut state);
     }
     state.pipeline.as_ref().is_some_and(|p| !p.is_shut_down())

@@ -6,14 +6,25 @@ the next ``configure`` builds a fresh one with the next test's settings.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_vllm import TREES
 from helpers import QUIET_SETTINGS
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.vllm import VllmInstrumentor, _core
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 from otlp_receivers import GrpcReceiver, HttpReceiver
 
 REAL_TESTS = Path(__file__).parent / "real"
@@ -114,3 +125,73 @@ def fresh_core_warnings() -> None:
     _core._after_fork_child()
     # Resolve the core again (disabled), as the session fixture does.
     _core.configure({"OTEL_SDK_DISABLED": "true"})
+
+
+# ---- fake vLLM ------------------------------------------------------------------------------------
+
+
+def _forget_vllm() -> None:
+    for name in [n for n in sys.modules if n == "vllm" or n.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def vllm_tree(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Puts a fake vLLM tree (0.32 unless parametrised) first on sys.path; imports nothing."""
+    version = getattr(request, "param", "0.32")
+    path = str(TREES[version])
+    imported = sys.modules.get("vllm")
+    location = Path(getattr(imported, "__file__", None) or "/")
+    if imported is not None and not any(location.is_relative_to(t) for t in TREES.values()):
+        pytest.skip("a real vLLM is imported in this process; the fake trees would replace it")
+    _forget_vllm()
+    sys.path.insert(0, path)
+    importlib.invalidate_caches()
+    yield version
+    _forget_vllm()
+    sys.path.remove(path)
+
+
+# ---- the application's Python SDK, as the contrib instrumentations' tests set it up ---------------
+
+APP_RESOURCE = Resource.create({"service.name": "bridge-test-app"})
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider(resource=APP_RESOURCE, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def meter_provider(metric_reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[metric_reader], resource=APP_RESOURCE, shutdown_on_exit=False)
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def global_sdk_providers(
+    monkeypatch: pytest.MonkeyPatch, tracer_provider: TracerProvider, meter_provider: MeterProvider
+) -> tuple[TracerProvider, MeterProvider]:
+    """``tracer_provider`` and ``meter_provider`` set as the global ones for this test only (the API
+    allows setting each once per process; its globals are put back afterwards)."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(metrics._internal, "_METER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(metrics._internal, "_METER_PROVIDER", None)
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    return tracer_provider, meter_provider

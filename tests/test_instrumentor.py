@@ -75,10 +75,15 @@ def test_instrument_configures_the_core_and_arguments_beat_the_environment(instr
     assert get_stats()["spans_exported"] == 1
 
 
-def test_tracer_provider_resource_is_used(instrumentor, http_receiver):
+def test_tracer_provider_resource_is_used_for_native_export(instrumentor, http_receiver):
+    # delivery="native": the provider is not delivered to (test_bridge.py), only its resource is copied.
     provider = TracerProvider(resource=Resource.create({"service.name": "from-python-sdk", "k8s.pod.name": "p-1"}))
     instrumentor.instrument(
-        skip_dep_check=True, endpoint=http_receiver.endpoint, tracer_provider=provider, **QUIET_ARGUMENTS
+        skip_dep_check=True,
+        endpoint=http_receiver.endpoint,
+        tracer_provider=provider,
+        delivery="native",
+        **QUIET_ARGUMENTS,
     )
     record_one()
     assert force_flush(5.0)

@@ -8,7 +8,6 @@ receiver, drives ``LLM`` and asserts on the decoded OTLP, field by field.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import sys
@@ -22,7 +21,6 @@ from typing import Any
 
 import pytest
 import wrapt
-from fake_vllm import TREES
 from fake_vllm.engine_core import FORWARD_S, FRONTEND_S, INGEST_S, SCHEDULE_S
 from opentelemetry import trace
 from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush
@@ -59,28 +57,6 @@ CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages")
 
 
 # ---- fixtures --------------------------------------------------------------------------------
-
-
-def _forget_vllm() -> None:
-    for name in [n for n in sys.modules if n == "vllm" or n.startswith("vllm.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def vllm_tree(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Puts a fake vLLM tree (0.32 unless parametrised) first on sys.path; imports nothing."""
-    version = getattr(request, "param", "0.32")
-    path = str(TREES[version])
-    imported = sys.modules.get("vllm")
-    location = Path(getattr(imported, "__file__", None) or "/")
-    if imported is not None and not any(location.is_relative_to(t) for t in TREES.values()):
-        pytest.skip("a real vLLM is imported in this process; the fake trees would replace it")
-    _forget_vllm()
-    sys.path.insert(0, path)
-    importlib.invalidate_caches()
-    yield version
-    _forget_vllm()
-    sys.path.remove(path)
 
 
 @pytest.fixture

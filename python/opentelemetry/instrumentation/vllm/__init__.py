@@ -8,18 +8,21 @@ Usage::
 
 Telemetry is recorded and exported by a Rust core (``_core``) that owns its own OpenTelemetry
 pipeline, configured from the standard OTEL_* environment variables or the arguments of
-``instrument()``; see README.rst for every setting.
+``instrument()``; see README.rst for every setting. With ``tracer_provider`` / ``meter_provider``
+(or a Python SDK configured in code) a signal is delivered through those providers instead
+(``_delivery`` decides, ``_bridge`` delivers).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.vllm import _configuration, _core, _lifecycle
+from opentelemetry.instrumentation.vllm import _bridge, _configuration, _core, _delivery, _lifecycle
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._offline import OfflineInstrumentation
 from opentelemetry.instrumentation.vllm._serving import ServingInstrumentation
@@ -57,11 +60,16 @@ class VllmInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         try:
+            overrides = _configuration.overrides_from_arguments(kwargs)
+            bridges = _bridges(_delivery.plan(kwargs, overrides, os.environ), kwargs)
             enabled = _core.configure(
-                _configuration.overrides_from_arguments(kwargs),
+                overrides,
                 _configuration.python_sdk_resource(kwargs.get("tracer_provider")),
                 _configuration.explicit_resource(kwargs),
+                bridges.get("traces"),
+                bridges.get("metrics"),
             )
+            _warn_if_delivery_differs(bridges)
             _lifecycle.register(_configuration.shutdown_timeout_seconds(kwargs))
         except Exception:  # noqa: BLE001 - telemetry must never break the application
             _logger.exception("could not start the telemetry pipeline; vLLM is not instrumented")
@@ -88,9 +96,44 @@ class VllmInstrumentor(BaseInstrumentor):
         force_flush()
 
 
+def _bridges(plan: dict[str, _delivery.Decision], arguments: dict[str, Any]) -> dict[str, Any]:
+    """The bridge callables of the signals the plan bridges, pointed at their providers."""
+    bridges: dict[str, Any] = {}
+    for signal, bridge in (("traces", _bridge.SPANS), ("metrics", _bridge.METRICS)):
+        decision = plan[signal]
+        _logger.debug("%s: %s delivery (%s)", signal, decision.mode, decision.reason)
+        if decision.mode == _delivery.BRIDGE:
+            bridge.set_provider(arguments.get(_delivery.PROVIDER_ARGUMENT[signal]))
+            bridges[signal] = bridge
+    if "metrics" in bridges:
+        _bridge.METRICS.prepare()
+    return bridges
+
+
+def _warn_if_delivery_differs(bridges: dict[str, Any]) -> None:
+    # The pipeline is built once per process: a later instrument() cannot switch a running one.
+    running = _core.delivery()
+    if running is None:
+        return
+    for signal, mode in zip(_delivery.SIGNALS, running, strict=True):
+        if (mode == "bridge") != (signal in bridges):
+            _logger.warning(
+                "%s keep their %s delivery: the telemetry pipeline is already running (call shutdown() first)",
+                signal,
+                mode,
+            )
+
+
 def force_flush(timeout: float = 5.0) -> bool:
-    """Exports everything recorded so far; waits at most ``timeout`` seconds (without the GIL)."""
-    return _core.force_flush(timeout)
+    """Exports everything recorded so far; waits at most ``timeout`` seconds (without the GIL).
+
+    Bridged signals are handed to their providers, which are then flushed too."""
+    flushed = _core.force_flush(timeout)
+    running = _core.delivery() or ()
+    for mode, bridge in zip(running, (_bridge.SPANS, _bridge.METRICS), strict=False):
+        if mode == "bridge":
+            flushed = bridge.flush_provider(timeout) and flushed
+    return flushed
 
 
 def shutdown(timeout: float = 5.0) -> bool:

@@ -44,8 +44,8 @@ DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
 # Arguments BaseInstrumentor users pass that are not configuration of the core.
 PROVIDER_ARGUMENTS = ("tracer_provider", "meter_provider", "logger_provider")
 RESOURCE_ARGUMENTS = ("service_name", "resource_attributes", "shutdown_timeout_ms")
-# Arguments the Python shim reads itself (content capture).
-SHIM_ARGUMENTS = ("capture_message_content", "content_max_length")
+# Arguments the Python shim reads itself (content capture, delivery mode).
+SHIM_ARGUMENTS = ("capture_message_content", "content_max_length", "delivery")
 
 
 def _as_variable_text(value: Any) -> str:

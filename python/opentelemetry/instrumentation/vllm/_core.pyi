@@ -5,7 +5,7 @@ timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
 ``opentelemetry.trace.SpanContext``. ``None`` means "not provided": the core records nothing for it.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypedDict
 
 __version__: str
@@ -87,12 +87,27 @@ class LatencyPercentiles(TypedDict):
     # also "p99.9": float
     max: float
 
+# Bridge callables (see _bridge.py), called once per batch from the core's threads; each returns
+# (undelivered, first_error). Spans: a list of (name, kind, trace_id, span_id, parent_span_id or 0,
+# parent_is_remote, trace_flags, start_ns, end_ns, attributes, status_code 0/1/2, status_description).
+# Measurements: a list of (index into METRICS, attributes, values).
+SpanBridge = Callable[[list[tuple]], tuple[int, str | None]]
+MetricBridge = Callable[[list[tuple[int, dict[str, AttributeValue], list[float]]]], tuple[int, str | None]]
+
+# (name, unit, description, bucket boundaries, integer) of every histogram.
+METRICS: tuple[tuple[str, str, str, list[float], bool], ...]
+
 def configure(
     overrides: Mapping[str, str] | None = None,
     python_resource: Attributes = None,
     explicit_resource: Attributes = None,
+    span_bridge: SpanBridge | None = None,
+    metric_bridge: MetricBridge | None = None,
 ) -> bool: ...
 def is_enabled() -> bool: ...
+
+# (traces, metrics) of the running pipeline: "bridge", "otlp", "console" or "none".
+def delivery() -> tuple[str, str] | None: ...
 def new_span_context(
     parent: ParentContext | None, operation_name: str, request_model: str | None = None, span_kind: int = 0
 ) -> tuple[int, int, int]: ...
