@@ -805,6 +805,34 @@ def test_uninstrument_restores_every_patched_attribute(instrument, http_receiver
     assert len(exported(http_receiver).spans) == 2
 
 
+@BOTH_VERSIONS
+def test_instrument_uninstrument_cycles_leave_vllm_exactly_as_it_was(instrument, http_receiver, vllm_tree):
+    from vllm.entrypoints.llm import LLM
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    classes = [c for c in LLM.__mro__ if c is not object] + [LLMEngine]
+    before = {c: dict(vars(c)) for c in classes}
+    for cycle in range(3):
+        instrumentor = instrument()
+        # Exactly the same patches each time: never a wrapper around an earlier wrapper.
+        changed = {(c.__name__, n) for c in classes for n, v in vars(c).items() if v is not before[c].get(n)}
+        assert changed == PATCHED[vllm_tree], cycle
+        for cls in classes:
+            for name in vars(cls):
+                if (cls.__name__, name) in changed:
+                    assert vars(cls)[name].__wrapped__ is before[cls][name], (cycle, cls, name)
+        LLM(MODEL).generate([f"cycle {cycle}"])
+        instrumentor.uninstrument()
+        for cls in classes:
+            assert vars(cls) == before[cls], (cycle, cls)
+            assert all(vars(cls)[name] is value for name, value in before[cls].items()), (cycle, cls)
+    # Each instrumented cycle recorded its call once; uninstrumented calls record nothing.
+    LLM(MODEL).generate(["not instrumented"])
+    assert force_flush(5.0)
+    names = sorted(s.attributes.get("gen_ai.response.id", "operation") for s in http_receiver.spans())
+    assert names == ["0", "0", "0", "operation", "operation", "operation"]
+
+
 # ---- threads -----------------------------------------------------------------------------------
 
 
@@ -813,7 +841,7 @@ def test_concurrent_generate_calls_keep_their_requests_apart(app_tracer, instrum
     instrument()
     from vllm import LLM, SamplingParams
 
-    threads_count, prompts_per_thread = 4, 3
+    threads_count, prompts_per_thread = 8, 3
     llms = [LLM(f"fake/model-{i}") for i in range(threads_count)]
     for llm in llms:
         llm.llm_engine.engine_core.forward_delay_s = 0.001  # let the threads interleave step by step
