@@ -6,12 +6,15 @@ the next ``configure`` builds a fresh one with the next test's settings.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_vllm import TREES
 from helpers import QUIET_SETTINGS
 from opentelemetry.instrumentation.vllm import VllmInstrumentor, _core
 from otlp_receivers import GrpcReceiver, HttpReceiver
@@ -114,3 +117,47 @@ def fresh_core_warnings() -> None:
     _core._after_fork_child()
     # Resolve the core again (disabled), as the session fixture does.
     _core.configure({"OTEL_SDK_DISABLED": "true"})
+
+
+# ---- fake vLLM (tests/fake_vllm), for the offline instrumentation tests --------------------------
+
+QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
+
+
+def _forget_vllm() -> None:
+    for name in [n for n in sys.modules if n == "vllm" or n.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def vllm_tree(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Puts a fake vLLM tree (0.32 unless parametrised) first on sys.path; imports nothing."""
+    version = getattr(request, "param", "0.32")
+    path = str(TREES[version])
+    imported = sys.modules.get("vllm")
+    location = Path(getattr(imported, "__file__", None) or "/")
+    if imported is not None and not any(location.is_relative_to(t) for t in TREES.values()):
+        pytest.skip("a real vLLM is imported in this process; the fake trees would replace it")
+    _forget_vllm()
+    sys.path.insert(0, path)
+    importlib.invalidate_caches()
+    yield version
+    _forget_vllm()
+    sys.path.remove(path)
+
+
+@pytest.fixture
+def instrument(vllm_tree: str, http_receiver: HttpReceiver) -> Iterator[Callable[..., VllmInstrumentor]]:
+    """``instrument(**arguments)`` instruments, exporting to ``http_receiver`` on force_flush only;
+    uninstrumented after the test (before the fake tree goes away)."""
+    instrumentor = VllmInstrumentor()  # a singleton
+    assert not instrumentor.is_instrumented_by_opentelemetry
+
+    def start(**arguments: Any) -> VllmInstrumentor:
+        instrumentor.instrument(skip_dep_check=True, endpoint=http_receiver.endpoint, **QUIET_ARGUMENTS, **arguments)
+        assert instrumentor.is_instrumented_by_opentelemetry
+        return instrumentor
+
+    yield start
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()

@@ -8,24 +8,22 @@ receiver, drives ``LLM`` and asserts on the decoded OTLP, field by field.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import wrapt
-from fake_vllm import TREES
 from fake_vllm.engine_core import FORWARD_S, FRONTEND_S, INGEST_S, SCHEDULE_S
 from opentelemetry import trace
-from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush
+from opentelemetry.instrumentation.vllm import force_flush
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -35,7 +33,6 @@ from otlp_receivers import HttpReceiver, ReceivedMetric, ReceivedSpan
 
 MODEL = "fake/tiny-llm"
 LOGGER = "opentelemetry.instrumentation.vllm"
-QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
 BOTH_VERSIONS = pytest.mark.parametrize("vllm_tree", ["0.32", "0.11.0"], indirect=True)
 V0_11_0 = pytest.mark.parametrize("vllm_tree", ["0.11.0"], indirect=True)
 
@@ -59,45 +56,6 @@ CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages")
 
 
 # ---- fixtures --------------------------------------------------------------------------------
-
-
-def _forget_vllm() -> None:
-    for name in [n for n in sys.modules if n == "vllm" or n.startswith("vllm.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def vllm_tree(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Puts a fake vLLM tree (0.32 unless parametrised) first on sys.path; imports nothing."""
-    version = getattr(request, "param", "0.32")
-    path = str(TREES[version])
-    imported = sys.modules.get("vllm")
-    location = Path(getattr(imported, "__file__", None) or "/")
-    if imported is not None and not any(location.is_relative_to(t) for t in TREES.values()):
-        pytest.skip("a real vLLM is imported in this process; the fake trees would replace it")
-    _forget_vllm()
-    sys.path.insert(0, path)
-    importlib.invalidate_caches()
-    yield version
-    _forget_vllm()
-    sys.path.remove(path)
-
-
-@pytest.fixture
-def instrument(vllm_tree: str, http_receiver: HttpReceiver) -> Iterator[Callable[..., VllmInstrumentor]]:
-    """``instrument(**arguments)`` instruments, exporting to ``http_receiver`` on force_flush only;
-    uninstrumented after the test (before the fake tree goes away)."""
-    instrumentor = VllmInstrumentor()  # a singleton
-    assert not instrumentor.is_instrumented_by_opentelemetry
-
-    def start(**arguments: Any) -> VllmInstrumentor:
-        instrumentor.instrument(skip_dep_check=True, endpoint=http_receiver.endpoint, **QUIET_ARGUMENTS, **arguments)
-        assert instrumentor.is_instrumented_by_opentelemetry
-        return instrumentor
-
-    yield start
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
 
 
 @pytest.fixture
