@@ -127,22 +127,30 @@ fn string(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(obj.cast::<PyString>()?.to_string_lossy().into_owned())
 }
 
-/// A count: absent when None or negative.
+/// A count: absent when None, negative or an int beyond i64.
 fn opt_count(obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     if is_none(obj) {
         return Ok(None);
     }
-    let n: i64 = obj.extract()?;
-    Ok((n >= 0).then_some(n))
+    match obj.extract::<i64>() {
+        Ok(n) => Ok((n >= 0).then_some(n)),
+        // Out of range is an invalid value, like a negative one: the field is absent, the rest of
+        // the record is kept (an error here would skip the whole record).
+        Err(_) if obj.is_instance_of::<PyInt>() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
-/// A duration in seconds: absent when None, NaN, infinite or negative.
+/// A duration in seconds: absent when None, NaN, infinite, negative or an int beyond a float.
 fn opt_seconds(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     if is_none(obj) {
         return Ok(None);
     }
-    let v: f64 = obj.extract()?;
-    Ok((v.is_finite() && v >= 0.0).then_some(v))
+    match obj.extract::<f64>() {
+        Ok(v) => Ok((v.is_finite() && v >= 0.0).then_some(v)),
+        Err(_) if obj.is_instance_of::<PyInt>() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn nanos(obj: &Bound<'_, PyAny>) -> PyResult<u64> {

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fake_vllm import TREES
-from helpers import QUIET_SETTINGS
+from helpers import QUIET_ARGUMENTS, QUIET_SETTINGS
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.vllm import VllmInstrumentor, _core
 from opentelemetry.sdk.metrics import MeterProvider
@@ -127,7 +127,7 @@ def fresh_core_warnings() -> None:
     _core.configure({"OTEL_SDK_DISABLED": "true"})
 
 
-# ---- fake vLLM ------------------------------------------------------------------------------------
+# ---- fake vLLM (tests/fake_vllm), for the offline instrumentation tests --------------------------
 
 
 def _forget_vllm() -> None:
@@ -195,3 +195,20 @@ def global_sdk_providers(
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     return tracer_provider, meter_provider
+
+
+@pytest.fixture
+def instrument(vllm_tree: str, http_receiver: HttpReceiver) -> Iterator[Callable[..., VllmInstrumentor]]:
+    """``instrument(**arguments)`` instruments, exporting to ``http_receiver`` on force_flush only;
+    uninstrumented after the test (before the fake tree goes away)."""
+    instrumentor = VllmInstrumentor()  # a singleton
+    assert not instrumentor.is_instrumented_by_opentelemetry
+
+    def start(**arguments: Any) -> VllmInstrumentor:
+        instrumentor.instrument(skip_dep_check=True, endpoint=http_receiver.endpoint, **QUIET_ARGUMENTS, **arguments)
+        assert instrumentor.is_instrumented_by_opentelemetry
+        return instrumentor
+
+    yield start
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()

@@ -26,6 +26,9 @@ QUIET_SETTINGS = {
     "OTEL_EXPORTER_OTLP_TIMEOUT": "5000",
 }
 
+# The same as instrument() arguments.
+QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
+
 # opentelemetry.trace.SpanKind values -> OTLP Span.SpanKind values.
 SPAN_KIND_INTERNAL, SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER = 0, 1, 2, 3, 4
 

@@ -4,6 +4,11 @@
 ephemeral port; ``GrpcReceiver`` serves the OTLP gRPC TraceService and MetricsService. Both record
 every request and flatten what arrived into ``ReceivedSpan`` / ``ReceivedMetric`` rows, so a test
 can assert field by field on what a collector would have seen.
+
+Both can misbehave on demand, as collectors do: answer with an error status (``status``), hold every
+answer until the test calls ``release()`` (``hold()``), stop and start again on the same port
+(``stop()`` / ``start()``), and serve TLS (``tls=ServerTls(...)``), optionally requiring a client
+certificate.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
+import ssl
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -152,6 +160,27 @@ def metrics_of(requests: list[ExportMetricsServiceRequest]) -> list[ReceivedMetr
     return out
 
 
+# ---- TLS ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerTls:
+    """PEM files of a receiver's TLS identity; ``client_ca`` set: clients must present a
+    certificate issued by it (mutual TLS)."""
+
+    cert_chain: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_chain, self.key)
+        if self.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.client_ca)
+        return context
+
+
 # ---- OTLP/HTTP ------------------------------------------------------------------------------
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -191,15 +220,31 @@ class HttpRequest:
 
 
 class HttpReceiver:
-    """OTLP/HTTP receiver; ``status`` and ``delay`` (seconds) shape every response."""
+    """OTLP/HTTP receiver; ``status`` and ``delay`` (seconds) shape every response.
 
-    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
+    ``status`` may be changed while it runs (a collector answering 503, then recovering);
+    ``hold()`` makes every answer wait until ``release()``; ``stop()`` then ``start()`` restarts it
+    on the same port; ``tls`` serves HTTPS.
+    """
+
+    def __init__(
+        self, status: int = 200, delay: float = 0.0, *, tls: ServerTls | None = None, keep_bodies: bool = True
+    ) -> None:
         self.status = status
+        self.keep_bodies = keep_bodies  # False: a sink that keeps each request's path and headers only
         self.delay = delay
+        self.tls = tls
         self._released = threading.Event()
         self.requests: list[HttpRequest] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._connections: set[socket.socket] = set()
+        self.port = 0
+        self._build()
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+
+    def _build(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -207,6 +252,16 @@ class HttpReceiver:
 
             def log_message(self, *args: Any) -> None:  # keep pytest output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver._lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
@@ -223,16 +278,27 @@ class HttpReceiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.ssl_context().wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="otlp-http-receiver", daemon=True
         )
+        self._running = False
 
     def start(self) -> HttpReceiver:
+        """Starts serving; after ``stop()``, serves again on the same port."""
+        if self._thread.ident is not None:
+            self._build()
         self._thread.start()
+        self._running = True
         return self
+
+    def hold(self) -> None:
+        """Every answer from now on waits until ``release()`` (the request is recorded first)."""
+        self._released = threading.Event()
+        self.delay = 3600.0
 
     def release(self) -> None:
         """Answers every delayed request now, and later ones without delay."""
@@ -241,8 +307,18 @@ class HttpReceiver:
 
     def stop(self) -> None:
         self.release()
-        self._server.shutdown()
+        if self._running:
+            self._running = False
+            self._server.shutdown()
         self._server.server_close()
+        # A stopped collector also drops the connections clients keep alive.
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> HttpReceiver:
         return self.start()
@@ -251,6 +327,11 @@ class HttpReceiver:
         self.stop()
 
     def _record(self, path: str, headers: dict[str, str], raw: bytes) -> None:
+        if not self.keep_bodies:
+            with self._arrived:
+                self.requests.append(HttpRequest(path, headers, b"", b"", decode_error="not kept"))
+                self._arrived.notify_all()
+            return
         body = raw
         request = HttpRequest(path, headers, raw, raw)
         try:
@@ -320,35 +401,78 @@ class GrpcRequest:
 
 
 class GrpcReceiver:
-    """OTLP gRPC receiver (TraceService and MetricsService) recording messages and metadata."""
+    """OTLP gRPC receiver (TraceService and MetricsService) recording messages and metadata.
 
-    def __init__(self) -> None:
+    ``status`` (a ``grpc.StatusCode``, changeable while it runs) makes every call fail with it after
+    recording the message; ``hold()`` / ``release()``, ``stop()`` / ``start()`` and ``tls`` work as
+    for ``HttpReceiver``.
+    """
+
+    def __init__(self, *, status: grpc.StatusCode | None = None, tls: ServerTls | None = None) -> None:
+        self.status = status
+        self.tls = tls
         self.requests: list[GrpcRequest] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._held = False
+        self.port = 0
+        self._build()
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+
+    def _build(self) -> None:
         receiver = self
+
+        def answer(service: str, request: Any, context: Any, response: Any) -> Any:
+            receiver._record(service, request, context)
+            if receiver._held:
+                receiver._released.wait(3600.0)
+            if receiver.status is not None:
+                context.abort(receiver.status, f"test receiver answers {receiver.status.name}")
+            return response
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - generated name
-                receiver._record("traces", request, context)
-                return trace_service_pb2.ExportTraceServiceResponse()
+                return answer("traces", request, context, trace_service_pb2.ExportTraceServiceResponse())
 
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - generated name
-                receiver._record("metrics", request, context)
-                return metrics_service_pb2.ExportMetricsServiceResponse()
+                return answer("metrics", request, context, metrics_service_pb2.ExportMetricsServiceResponse())
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        address = f"127.0.0.1:{self.port}"
+        if self.tls is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(self.tls.key.read_bytes(), self.tls.cert_chain.read_bytes())],
+                root_certificates=self.tls.client_ca.read_bytes() if self.tls.client_ca else None,
+                require_client_auth=self.tls.client_ca is not None,
+            )
+            self.port = self._server.add_secure_port(address, credentials)
+        self._started = False
 
     def start(self) -> GrpcReceiver:
+        """Starts serving; after ``stop()``, serves again on the same port."""
+        if self._started:
+            self._build()
         self._server.start()
+        self._started = True
         return self
 
+    def hold(self) -> None:
+        self._released = threading.Event()
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+        self._released.set()
+
     def stop(self) -> None:
-        self._server.stop(grace=None)
+        self.release()
+        self._server.stop(grace=None).wait(5)
 
     def __enter__(self) -> GrpcReceiver:
         return self.start()
@@ -373,3 +497,12 @@ class GrpcReceiver:
 
     def latest_metrics(self) -> list[ReceivedMetric]:
         return metrics_of([r.message for r in self.requests_for("metrics")][-1:])
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> bool:
+        """Waits until ``predicate(self)`` holds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True

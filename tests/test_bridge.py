@@ -14,7 +14,7 @@ from typing import Any
 import fake_vllm.engine_core
 import pytest
 from fake_vllm import TREES
-from helpers import clean_environment, run_python
+from helpers import QUIET_ARGUMENTS, clean_environment, run_python
 from opentelemetry.instrumentation.vllm import VllmInstrumentor, _core, _vllm, force_flush, get_stats
 from opentelemetry.instrumentation.vllm.version import __version__
 from opentelemetry.metrics import Histogram, Meter, NoOpHistogram, NoOpMeter, NoOpMeterProvider
@@ -26,7 +26,6 @@ from otlp_receivers import ReceivedMetric, ReceivedSpan
 MODEL = "fake/tiny-llm"
 SCOPE = "opentelemetry.instrumentation.vllm"
 RESPONSE_ID = "gen_ai.response.id"
-QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
 METRIC_NAMES = {spec[0] for spec in _core.METRICS}
 
 

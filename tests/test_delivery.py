@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from helpers import batch_header, request_record
+from helpers import QUIET_ARGUMENTS, batch_header, request_record
 from opentelemetry.instrumentation.vllm import VllmInstrumentor, _core, _delivery, force_flush
 from opentelemetry.instrumentation.vllm._delivery import BRIDGE, NATIVE, Decision, Inputs, decide
-
-QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
 
 # (inputs, expected decision): every row of the README table, and what each row beats.
 TABLE = [

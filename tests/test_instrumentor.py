@@ -6,7 +6,7 @@ import importlib.metadata
 import logging
 
 import pytest
-from helpers import batch_header, closed_port, request_record
+from helpers import QUIET_ARGUMENTS, batch_header, closed_port, request_record
 from opentelemetry.instrumentation.vllm import (
     VllmInstrumentor,
     _configuration,
@@ -23,7 +23,6 @@ from otlp_receivers import HttpReceiver
 from packaging.requirements import Requirement
 
 DISTRIBUTION = "opentelemetry-instrumentation-vllm"
-QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
 
 
 def vllm_installed() -> bool:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import QUIET_SETTINGS, batch_header, clean_environment, operation_record, request_record, run_python
 from opentelemetry.instrumentation.vllm import _core
-from otlp_receivers import HttpReceiver
+from otlp_receivers import GrpcReceiver, HttpReceiver
 
 
 def child_environment(receiver, **extra: str) -> dict[str, str]:
-    return clean_environment(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, **QUIET_SETTINGS, **extra)
+    return clean_environment(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, **{**QUIET_SETTINGS, **extra})
 
 
 def span_names(receiver) -> collections.Counter:
@@ -78,8 +82,10 @@ def test_no_latency_summary_by_default(http_receiver):
     assert "latency summary" not in result.stderr
 
 
-def test_exit_is_bounded_by_the_shutdown_timeout_when_the_collector_hangs():
-    with HttpReceiver(delay=60.0) as hanging:
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_exit_is_bounded_by_the_shutdown_timeout_when_the_collector_hangs(protocol):
+    with HttpReceiver() if protocol == "http/protobuf" else GrpcReceiver() as hanging:
+        hanging.hold()
         script = """
             from opentelemetry.instrumentation.vllm import VllmInstrumentor
             VllmInstrumentor().instrument(skip_dep_check=True, shutdown_timeout_ms=300)
@@ -87,7 +93,8 @@ def test_exit_is_bounded_by_the_shutdown_timeout_when_the_collector_hangs():
             print("exiting", flush=True)
         """
         # The subprocess timeout is the hang guard: exit must not wait for the 60 s response.
-        result = run_python(script, child_environment(hanging), timeout=30)
+        env = child_environment(hanging, OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_TIMEOUT="60000")
+        result = run_python(script, env, timeout=30)
         assert result.returncode == 0, result.stderr
         assert "exiting" in result.stdout
         assert hanging.requests, "the export was attempted before giving up"
@@ -197,3 +204,92 @@ def test_recording_after_shutdown_is_dropped_and_counted(pipeline, http_receiver
     assert stats["requests_recorded"] == 0
     assert _core.force_flush(1.0) in (True, False)
     assert len(http_receiver.requests) == exported
+
+
+SPAWN_SCRIPT = """
+import multiprocessing
+import os
+import sys
+
+sys.path.insert(0, {tests!r})
+from helpers import batch_header, request_record
+from opentelemetry.instrumentation.vllm import VllmInstrumentor, _core
+
+# At import, as an application does: a spawn child imports this module again (as __mp_main__), so
+# it instruments itself in its own fresh interpreter.
+VllmInstrumentor().instrument(skip_dep_check=True, shutdown_timeout_ms=2000)
+
+
+def worker(tag):
+    assert _core.record_requests(batch_header(request_model=tag), [request_record()]) == 1
+
+
+if __name__ == "__main__":
+    assert _core.record_requests(batch_header(request_model="parent"), [request_record()]) == 1
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=worker, args=(f"spawned-{{i}}",)) for i in range(2)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    print("exit codes", [p.exitcode for p in workers], flush=True)
+"""
+
+
+def test_multiprocessing_spawn_children_export_their_own_telemetry_and_exit(http_receiver, tmp_path):
+    script = tmp_path / "spawning_app.py"
+    script.write_text(SPAWN_SCRIPT.format(tests=str(Path(__file__).parent)))
+    # The subprocess timeout is the hang guard for the parent and its spawned children.
+    result = subprocess.run(
+        [sys.executable, str(script)], env=child_environment(http_receiver), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "exit codes [0, 0]" in result.stdout, result.stdout + result.stderr
+    assert span_names(http_receiver) == {
+        "text_completion parent": 1,
+        "text_completion spawned-0": 1,
+        "text_completion spawned-1": 1,
+    }
+    exports = [metric_models(r) for r in http_receiver.metric_requests()]
+    assert sorted(tuple(sorted(m)) for m in exports if m) == [("parent",), ("spawned-0",), ("spawned-1",)]
+
+
+def test_a_fork_while_an_export_hangs_gives_the_child_its_own_threads():
+    # The parent's exporter is stuck in an export (the collector holds it) when the process forks:
+    # its threads and the locks they hold exist in the child only as copies. The child records
+    # through threads of its own and exits within its shutdown timeout.
+    with HttpReceiver() as held:
+        held.hold()
+        script = """
+            import json
+            from opentelemetry.instrumentation.vllm import VllmInstrumentor
+
+            def threads():
+                names = []
+                for task in os.listdir("/proc/self/task"):
+                    with open(f"/proc/self/task/{task}/comm") as comm:
+                        names.append(comm.read().strip())
+                return sorted(names)
+
+            VllmInstrumentor().instrument(skip_dep_check=True, shutdown_timeout_ms=300)
+            assert _core.record_requests(batch_header(request_model="parent"), [request_record()]) == 1
+            assert _core.force_flush(0.3) is False  # the export is in flight, held by the collector
+            pid = os.fork()
+            if pid == 0:
+                alone = threads()
+                ok = _core.record_requests(batch_header(request_model="child"), [request_record()]) == 1
+                stats = _core.stats()  # answered by the child's own recorder thread
+                print("child", json.dumps({"alone": alone, "after": threads(), **stats}), flush=True)
+                sys.exit(0 if ok else 1)  # exit-time shutdown: bounded by shutdown_timeout_ms
+            _, status = os.waitpid(pid, 0)
+            print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+        """
+        result = run_python(script, child_environment(held, OTEL_EXPORTER_OTLP_TIMEOUT="30000"), timeout=30)
+        assert held.requests_to("/v1/traces"), "the parent's export was in flight"
+    assert result.returncode == 0, result.stderr
+    assert "child exit 0" in result.stdout, result.stdout + result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("child {")]
+    child = json.loads(line.removeprefix("child "))
+    assert len(child["alone"]) == 1, child["alone"]  # none of the parent's threads came along
+    assert "otel-vllm-recor" in child["after"]  # thread names are cut to 15 characters
+    assert child["requests_recorded"] == 1  # the child's pipeline, not the parent's

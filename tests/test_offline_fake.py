@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 import wrapt
 from fake_vllm.engine_core import FORWARD_S, FRONTEND_S, INGEST_S, SCHEDULE_S
 from opentelemetry import trace
-from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush
+from opentelemetry.instrumentation.vllm import force_flush
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -33,7 +33,6 @@ from otlp_receivers import HttpReceiver, ReceivedMetric, ReceivedSpan
 
 MODEL = "fake/tiny-llm"
 LOGGER = "opentelemetry.instrumentation.vllm"
-QUIET_ARGUMENTS = {"schedule_delay_ms": 600000, "metric_export_interval_ms": 600000}
 BOTH_VERSIONS = pytest.mark.parametrize("vllm_tree", ["0.32", "0.11.0"], indirect=True)
 V0_11_0 = pytest.mark.parametrize("vllm_tree", ["0.11.0"], indirect=True)
 
@@ -57,23 +56,6 @@ CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages")
 
 
 # ---- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def instrument(vllm_tree: str, http_receiver: HttpReceiver) -> Iterator[Callable[..., VllmInstrumentor]]:
-    """``instrument(**arguments)`` instruments, exporting to ``http_receiver`` on force_flush only;
-    uninstrumented after the test (before the fake tree goes away)."""
-    instrumentor = VllmInstrumentor()  # a singleton
-    assert not instrumentor.is_instrumented_by_opentelemetry
-
-    def start(**arguments: Any) -> VllmInstrumentor:
-        instrumentor.instrument(skip_dep_check=True, endpoint=http_receiver.endpoint, **QUIET_ARGUMENTS, **arguments)
-        assert instrumentor.is_instrumented_by_opentelemetry
-        return instrumentor
-
-    yield start
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
 
 
 @pytest.fixture
@@ -781,6 +763,34 @@ def test_uninstrument_restores_every_patched_attribute(instrument, http_receiver
     assert len(exported(http_receiver).spans) == 2
 
 
+@BOTH_VERSIONS
+def test_instrument_uninstrument_cycles_leave_vllm_exactly_as_it_was(instrument, http_receiver, vllm_tree):
+    from vllm.entrypoints.llm import LLM
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    classes = [c for c in LLM.__mro__ if c is not object] + [LLMEngine]
+    before = {c: dict(vars(c)) for c in classes}
+    for cycle in range(3):
+        instrumentor = instrument()
+        # Exactly the same patches each time: never a wrapper around an earlier wrapper.
+        changed = {(c.__name__, n) for c in classes for n, v in vars(c).items() if v is not before[c].get(n)}
+        assert changed == PATCHED[vllm_tree], cycle
+        for cls in classes:
+            for name in vars(cls):
+                if (cls.__name__, name) in changed:
+                    assert vars(cls)[name].__wrapped__ is before[cls][name], (cycle, cls, name)
+        LLM(MODEL).generate([f"cycle {cycle}"])
+        instrumentor.uninstrument()
+        for cls in classes:
+            assert vars(cls) == before[cls], (cycle, cls)
+            assert all(vars(cls)[name] is value for name, value in before[cls].items()), (cycle, cls)
+    # Each instrumented cycle recorded its call once; uninstrumented calls record nothing.
+    LLM(MODEL).generate(["not instrumented"])
+    assert force_flush(5.0)
+    names = sorted(s.attributes.get("gen_ai.response.id", "operation") for s in http_receiver.spans())
+    assert names == ["0", "0", "0", "operation", "operation", "operation"]
+
+
 # ---- threads -----------------------------------------------------------------------------------
 
 
@@ -789,7 +799,7 @@ def test_concurrent_generate_calls_keep_their_requests_apart(app_tracer, instrum
     instrument()
     from vllm import LLM, SamplingParams
 
-    threads_count, prompts_per_thread = 4, 3
+    threads_count, prompts_per_thread = 8, 3
     llms = [LLM(f"fake/model-{i}") for i in range(threads_count)]
     for llm in llms:
         llm.llm_engine.engine_core.forward_delay_s = 0.001  # let the threads interleave step by step

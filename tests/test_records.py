@@ -90,6 +90,25 @@ def test_invalid_durations_and_counts_are_absent_from_the_span(pipeline, http_re
     assert attributes["gen_ai.usage.output_tokens"] == ("int_value", 0)
 
 
+def test_out_of_range_counts_and_durations_are_absent_and_the_record_is_kept(pipeline, http_receiver):
+    assert pipeline(http_receiver)
+    huge = 10**400  # beyond i64 and beyond a float
+    record = request_record(response_id="huge", input_tokens=2**63, output_tokens=huge, ttft=huge, e2e=-huge)
+    assert _core.record_requests(batch_header(), [record]) == 1
+    assert _core.stats()["records_invalid"] == 0
+    (span,) = flushed_spans(http_receiver)
+    attributes = span.attributes
+    assert attributes["gen_ai.response.id"] == "huge"
+    for absent in (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.latency.time_to_first_token",
+        "gen_ai.latency.e2e",
+    ):
+        assert absent not in attributes
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 4
+
+
 def test_empty_batch_records_nothing(pipeline, http_receiver):
     assert pipeline(http_receiver)
     assert _core.record_requests(batch_header(), []) == 0

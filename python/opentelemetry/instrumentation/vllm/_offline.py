@@ -279,7 +279,8 @@ class OfflineInstrumentation:
         for output in outputs:
             if not _vllm.is_finished(output):
                 continue
-            pending = self._pending.pop((engine_id, str(output.request_id)), None)
+            request_id = str(output.request_id)
+            pending = self._pending.pop((engine_id, request_id), None)
             if pending is None:
                 continue
             operation = pending.operation
@@ -288,7 +289,13 @@ class OfflineInstrumentation:
                 operation = current
                 if not current.runs_enqueued:
                     current.request_count += 1
-            record = self._request_record(output, pending, end_ns, end_wall)
+            try:
+                record = self._request_record(output, pending, end_ns, end_wall)
+            except Exception:  # noqa: BLE001
+                # An output of a shape nobody expected must not cost the other requests of the step
+                # their spans: this one is recorded with what add_request knew, nothing from the output.
+                _logger.debug("could not read a finished request's output", exc_info=True)
+                record = _bare_record(request_id, pending, end_ns, None)
             key = (id(operation), pending.operation_name)
             if key not in groups:
                 groups[key] = (operation, pending.operation_name, [])
@@ -356,27 +363,7 @@ class OfflineInstrumentation:
             pending = self._pending.pop(key, None)
             if pending is None:
                 continue  # another thread's step finished and recorded it meanwhile
-            records.append(
-                (
-                    key[1],
-                    None,
-                    pending.start_ns,
-                    end_ns,
-                    None,
-                    None,
-                    None,
-                    None,
-                    error_type or "aborted",
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    pending.attributes,
-                )
-            )
+            records.append(_bare_record(key[1], pending, end_ns, error_type or "aborted"))
         if records:
             self._send(operation, operation.name, operation.model, records)
         _core.record_operation(
@@ -407,3 +394,26 @@ class OfflineInstrumentation:
     def _count_enqueued(self, engine: Any) -> int:
         engine_id = id(engine)
         return sum(1 for (owner, _), p in self._pending.copy().items() if owner == engine_id and p.operation is None)
+
+
+def _bare_record(request_id: str, pending: PendingRequest, end_ns: int, error_type: str | None) -> tuple:
+    """A request record with only what add_request knew: ids, times, parameters, no output values."""
+    return (
+        request_id,
+        None,
+        pending.start_ns,
+        end_ns,
+        None,
+        None,
+        None,
+        None,
+        error_type,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        pending.attributes,
+    )

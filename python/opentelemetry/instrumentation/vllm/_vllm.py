@@ -16,7 +16,9 @@ Facts relied on (see the vLLM reference notes):
 from __future__ import annotations
 
 import inspect
+import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 LLM_MODULE = "vllm.entrypoints.llm"
@@ -107,11 +109,43 @@ class AddRequestArguments:
         return None
 
 
+def _integer(value: Any) -> int | None:
+    """An int as vLLM means it; a bool (an int subclass in Python) is not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    value = _integer(value)
+    return value if value is not None and value >= 0 else None
+
+
+def _real(value: Any) -> float | None:
+    """A finite real number as a float; None for anything else (bools, NaN, ints beyond a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _length(value: Any) -> int | None:
+    """len() of a sequence of token ids; None for anything else (a str's length counts no tokens)."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    return None
+
+
 def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[str, Any]:
-    """Semconv request attributes from SamplingParams (PoolingParams have none of these)."""
+    """Semconv request attributes from SamplingParams (PoolingParams have none of these).
+
+    A value of the wrong type, negative where it cannot be, or not finite is left out: the
+    attribute is absent rather than wrong (and a bool never passes for a number).
+    """
     attributes: dict[str, Any] = {}
-    max_tokens = getattr(params, "max_tokens", None)
-    if isinstance(max_tokens, int):
+    max_tokens = _count(getattr(params, "max_tokens", None))
+    if max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = max_tokens
     for name, key in (
         ("temperature", "gen_ai.request.temperature"),
@@ -119,28 +153,31 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
         ("frequency_penalty", "gen_ai.request.frequency_penalty"),
         ("presence_penalty", "gen_ai.request.presence_penalty"),
     ):
-        value = getattr(params, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            attributes[key] = float(value)
-    top_k = getattr(params, "top_k", None)
+        value = _real(getattr(params, name, None))
+        if value is not None:
+            attributes[key] = value
+    top_k = _real(_integer(getattr(params, "top_k", None)))
     # vLLM uses -1 (older) or 0 (newer) for "top-k disabled": no top-k was requested.
-    if isinstance(top_k, int) and top_k > 0:
-        attributes["gen_ai.request.top_k"] = float(top_k)  # a double in semconv v1.41
-    seed = getattr(params, "seed", None)
-    if isinstance(seed, int):
+    if top_k is not None and top_k > 0:
+        attributes["gen_ai.request.top_k"] = top_k  # a double in semconv v1.41
+    seed = _integer(getattr(params, "seed", None))
+    if seed is not None:
         attributes["gen_ai.request.seed"] = seed
     stop = getattr(params, "stop", None)
     if isinstance(stop, str):
         stop = [stop]
-    if stop:
-        attributes["gen_ai.request.stop_sequences"] = [str(s) for s in stop]
-    n = getattr(params, "n", None)
-    if isinstance(n, int) and n != 1:  # semconv: only when not 1
+    if isinstance(stop, (list, tuple)):
+        stop = [s for s in stop if isinstance(s, str)]
+        if stop:
+            attributes["gen_ai.request.stop_sequences"] = stop
+    n = _integer(getattr(params, "n", None))
+    if n is not None and n > 1:  # semconv: only when not 1
         attributes["gen_ai.request.choice.count"] = n
     lora_name = getattr(lora_request, "lora_name", None) or getattr(lora_request, "name", None)
     if lora_name:
         attributes["vllm.lora.name"] = str(lora_name)
-    if isinstance(priority, int) and priority != 0:
+    priority = _integer(priority)
+    if priority:
         attributes["vllm.request.priority"] = priority
     return attributes
 
@@ -151,7 +188,8 @@ def request_stats(output: Any) -> Any:
 
 
 def _positive(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+    value = _real(value)
+    return value if value is not None and value > 0 else None
 
 
 def _difference(later: float | None, earlier: float | None) -> float | None:
@@ -170,12 +208,13 @@ def timings(stats: Any, end_wall: float) -> tuple:
     scheduled = _positive(getattr(stats, "scheduled_ts", None))
     first = _positive(getattr(stats, "first_token_ts", None))
     last = _positive(getattr(stats, "last_token_ts", None))
-    generated = getattr(stats, "num_generation_tokens", None)
+    generated = _count(getattr(stats, "num_generation_tokens", None))
     decode = _difference(last, first)
-    tpot = decode / (generated - 1) if decode is not None and isinstance(generated, int) and generated > 1 else None
-    preemptions = getattr(stats, "num_preemptions", None)
+    tpot = decode / (generated - 1) if decode is not None and generated is not None and generated > 1 else None
+    # An arrival after the request finished is no start time (the caller uses add_request's time).
+    start_ns = int(arrival * 1e9) if arrival is not None and arrival <= end_wall else None
     return (
-        int(arrival * 1e9) if arrival is not None else None,
+        start_ns,
         _positive(getattr(stats, "first_token_latency", None)),
         tpot,
         _difference(scheduled, queued),
@@ -183,28 +222,29 @@ def timings(stats: Any, end_wall: float) -> tuple:
         decode,
         _difference(last, scheduled),
         _difference(end_wall, arrival),  # vLLM: time.time() - arrival_time at the final iteration
-        preemptions if isinstance(preemptions, int) else None,
+        _count(getattr(stats, "num_preemptions", None)),
     )
 
 
 def token_counts(output: Any) -> tuple[int | None, int | None, int | None]:
     """(input, output, cached input) tokens of a finished output, counted from token ids."""
-    prompt_ids = getattr(output, "prompt_token_ids", None)
-    input_tokens = len(prompt_ids) if prompt_ids is not None else None
+    input_tokens = _length(getattr(output, "prompt_token_ids", None))
     completions = getattr(output, "outputs", None)
     output_tokens = None
     if isinstance(completions, list):
-        counted = [len(c.token_ids) for c in completions if getattr(c, "token_ids", None) is not None]
+        counted = [n for n in (_length(getattr(c, "token_ids", None)) for c in completions) if n is not None]
         output_tokens = sum(counted) if counted else None
-    cached = getattr(output, "num_cached_tokens", None)
-    return input_tokens, output_tokens, cached if isinstance(cached, int) else None
+    return input_tokens, output_tokens, _count(getattr(output, "num_cached_tokens", None))
 
 
 def finish_reasons(output: Any) -> list[str] | None:
     completions = getattr(output, "outputs", None)
     if not isinstance(completions, list):
         return None  # pooling outputs have no completions
-    return [str(c.finish_reason) for c in completions if getattr(c, "finish_reason", None) is not None]
+    # CompletionOutput.finish_reason is a str or None; an unknown reason is kept as vLLM wrote it,
+    # anything that is not a str is left out rather than turned into one.
+    reasons = (getattr(c, "finish_reason", None) for c in completions)
+    return [r for r in reasons if isinstance(r, str)]
 
 
 def is_finished(output: Any) -> bool:

@@ -1,0 +1,277 @@
+"""Bad input, property-based: whatever shape vLLM hands over, nothing raises and nothing is invented.
+
+Hypothesis draws the shapes the shim reads (``_vllm``: RequestStateStats, RequestOutput and its
+completions, SamplingParams): fields missing or None, NaN, infinite, negative, huge, of the wrong
+type, timestamps of two clocks, huge strings and strings that are not valid UTF-8 (lone
+surrogates), unknown finish reasons. The readers are checked against an independent statement of
+what each value may be; the same shapes are then driven end to end through the offline
+instrumentation on the fake engine and the exported spans are checked.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.instrumentation.vllm import _vllm
+
+WALL = 1_700_000_000.0  # a time.time() value
+MONOTONIC = 3_500.0  # an EngineCore monotonic clock value
+
+# Anything a field could hold.
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just(10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.lists(st.integers(), max_size=3),
+)
+# Timestamps of either clock, nearby junk and the edges.
+timestamp = st.one_of(
+    st.floats(min_value=WALL - 100, max_value=WALL + 100),
+    st.floats(min_value=MONOTONIC - 10, max_value=MONOTONIC + 10),
+    st.sampled_from([0.0, -1.0, math.nan, math.inf, -math.inf, 1e300, 10**400]),
+    junk,
+)
+STAT_FIELDS = ("arrival_time", "queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts", "first_token_latency")
+MISSING = object()
+
+# Slow shared CI machines: no deadlines, no "generation is slow" failures.
+settings.register_profile(
+    "bad_input",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+BAD_INPUT = settings(settings.get_profile("bad_input"))
+
+
+@st.composite
+def stats_objects(draw: Any) -> Any:
+    fields = {}
+    for name in STAT_FIELDS:
+        value = draw(st.one_of(st.just(MISSING), timestamp))
+        if value is not MISSING:
+            fields[name] = value
+    for name in ("num_generation_tokens", "num_preemptions"):
+        value = draw(st.one_of(st.just(MISSING), st.integers(min_value=-3, max_value=10**20), junk))
+        if value is not MISSING:
+            fields[name] = value
+    return types.SimpleNamespace(**fields)
+
+
+def number(value: Any) -> float | None:
+    """A usable timestamp or duration: a real number (not a bool), finite and positive."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def difference(later: float | None, earlier: float | None) -> float | None:
+    return later - earlier if later is not None and earlier is not None and later >= earlier else None
+
+
+def count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def is_duration(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isfinite(value) and value >= 0)
+
+
+@BAD_INPUT
+@given(stats=st.one_of(st.none(), stats_objects()), end_wall=st.floats(min_value=WALL, max_value=WALL + 200))
+def test_timings_are_computed_only_from_valid_same_clock_values(stats, end_wall):
+    start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(stats, end_wall)
+    for value in (ttft, tpot, queue, prefill, decode, inference, e2e):
+        assert is_duration(value), value
+    if stats is None:
+        assert (start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions) == (None,) * 9
+        return
+    get = lambda name: number(getattr(stats, name, None))  # noqa: E731
+    arrival, queued, scheduled = get("arrival_time"), get("queued_ts"), get("scheduled_ts")
+    first, last = get("first_token_ts"), get("last_token_ts")
+    expected_decode = difference(last, first)
+    generated = count(getattr(stats, "num_generation_tokens", None))
+    # Differences of the engine's monotonic *_ts only; wall-clock arrival only with wall-clock end.
+    assert queue == difference(scheduled, queued)
+    assert prefill == difference(first, scheduled)
+    assert decode == expected_decode
+    assert inference == difference(last, scheduled)
+    assert ttft == get("first_token_latency")
+    if expected_decode is not None and generated is not None and generated > 1:
+        assert tpot == pytest.approx(expected_decode / (generated - 1))
+    else:
+        assert tpot is None
+    assert e2e == difference(end_wall, arrival)
+    if arrival is not None and arrival <= end_wall:
+        assert start_ns == int(arrival * 1e9)
+    else:
+        assert start_ns is None  # the span starts when add_request saw the request instead
+    assert preemptions == count(getattr(stats, "num_preemptions", None))
+
+
+@st.composite
+def completions(draw: Any) -> Any:
+    fields = {}
+    for name, values in (
+        ("token_ids", st.one_of(st.lists(st.integers(min_value=0, max_value=50_000), max_size=20), junk)),
+        ("finish_reason", st.one_of(st.sampled_from(["stop", "length", "abort", "error", "tool_calls"]), junk)),
+        ("text", st.one_of(st.text(), junk)),
+    ):
+        value = draw(st.one_of(st.just(MISSING), values))
+        if value is not MISSING:
+            fields[name] = value
+    return types.SimpleNamespace(**fields)
+
+
+@st.composite
+def request_outputs(draw: Any) -> Any:
+    fields = {}
+    for name, values in (
+        ("prompt_token_ids", st.one_of(st.lists(st.integers(), max_size=20), junk)),
+        ("outputs", st.one_of(st.lists(completions(), max_size=3), junk)),
+        ("num_cached_tokens", st.one_of(st.integers(min_value=-5, max_value=100), junk)),
+    ):
+        value = draw(st.one_of(st.just(MISSING), values))
+        if value is not MISSING:
+            fields[name] = value
+    return types.SimpleNamespace(**fields)
+
+
+def sized(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+@BAD_INPUT
+@given(output=request_outputs())
+def test_token_counts_and_finish_reasons_are_read_without_inventing_values(output):
+    input_tokens, output_tokens, cached = _vllm.token_counts(output)
+    prompt = getattr(output, "prompt_token_ids", None)
+    assert input_tokens == (len(prompt) if sized(prompt) else None)
+    completions = getattr(output, "outputs", None)
+    counted = []
+    if sized(completions):
+        counted = [len(c.token_ids) for c in completions if sized(getattr(c, "token_ids", None))]
+    assert output_tokens == (sum(counted) if counted else None)
+    assert cached == count(getattr(output, "num_cached_tokens", None))
+
+    reasons = _vllm.finish_reasons(output)
+    if not isinstance(completions, list):
+        assert reasons is None
+    else:
+        # Unknown reasons are kept as vLLM gave them, never mapped to a known one; absent ones are
+        # left out.
+        raw = [getattr(c, "finish_reason", None) for c in completions]
+        assert reasons == [r for r in raw if isinstance(r, str)]
+
+
+PARAMETER_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "frequency_penalty")
+
+
+@BAD_INPUT
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(PARAMETER_FIELDS),
+        st.one_of(junk, st.lists(st.one_of(st.text(), junk), max_size=3), st.floats(min_value=0, max_value=2)),
+    ),
+    priority=junk,
+    lora_name=st.one_of(st.none(), st.text(), junk),
+)
+def test_request_attributes_have_only_well_typed_values(fields, priority, lora_name):
+    params = types.SimpleNamespace(**fields)
+    attributes = _vllm.request_attributes(params, types.SimpleNamespace(lora_name=lora_name), priority)
+    for key, value in attributes.items():
+        if key in ("gen_ai.request.max_tokens", "gen_ai.request.seed", "gen_ai.request.choice.count"):
+            assert type(value) is int, (key, value)
+        elif key == "vllm.request.priority":
+            assert type(value) is int and value != 0, (key, value)
+        elif key == "gen_ai.request.stop_sequences":
+            assert isinstance(value, list) and all(type(s) is str for s in value), (key, value)
+        elif key == "vllm.lora.name":
+            assert type(value) is str and value, (key, value)
+        else:  # temperature, top_p, top_k, penalties: doubles
+            assert type(value) is float and math.isfinite(value), (key, value)
+    assert ("gen_ai.request.max_tokens" in attributes) == (count(fields.get("max_tokens")) is not None)
+
+
+# ---- end to end: the offline instrumentation on the fake engine ----------------------------------
+
+
+def finite_or_absent(span: Any) -> None:
+    for key, value in span.attributes.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), (key, value)
+            if key.startswith("gen_ai.latency."):
+                assert value >= 0, (key, value)
+        if key.startswith("gen_ai.usage."):
+            assert isinstance(value, int) and value >= 0, (key, value)
+
+
+@pytest.fixture
+def offline(request: pytest.FixtureRequest) -> Any:
+    """The fixtures of tests/test_offline_fake.py, with content capture on (it reads the most)."""
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_VLLM_CONTENT_MAX_LENGTH", "64")
+    request.getfixturevalue("instrument")()
+    return request.getfixturevalue("http_receiver")
+
+
+@settings(BAD_INPUT, max_examples=40)
+@given(
+    stats=st.lists(st.one_of(st.none(), stats_objects()), min_size=1, max_size=4),
+    shapes=st.lists(request_outputs(), min_size=1, max_size=4),
+)
+def test_generate_with_any_output_shape_returns_vllm_outputs_and_records_each_request_once(offline, stats, shapes):
+    from fake_vllm.engine_core import FakeEngineCore
+    from opentelemetry.instrumentation.vllm import force_flush
+    from vllm import LLM, SamplingParams
+
+    receiver = offline
+    receiver.requests.clear()
+    llm = LLM("fake/bad-shapes")
+    core = llm.llm_engine.engine_core
+    returned: list[Any] = []
+
+    def misshapen_output(request: Any) -> Any:
+        output = FakeEngineCore._output(core, request)
+        index = int(output.request_id)
+        output.metrics = stats[index % len(stats)]
+        for name, value in vars(shapes[index % len(shapes)]).items():
+            setattr(output, name, value)
+        returned.append(output)
+        return output
+
+    core._output = misshapen_output
+    outputs = llm.generate(["a b", "\ud800 lone surrogate", "x" * 10_000], SamplingParams(max_tokens=2))
+    assert sorted(map(id, outputs)) == sorted(map(id, returned))  # vLLM's own objects, untouched
+    assert force_flush(5.0)
+    spans = receiver.spans()
+    requests = [s for s in spans if "gen_ai.response.id" in s.attributes]
+    assert sorted(s.attributes["gen_ai.response.id"] for s in requests) == ["0", "1", "2"]
+    assert len(spans) == 4
+    for span in requests:
+        finite_or_absent(span)
+        assert span.span.end_time_unix_nano >= span.span.start_time_unix_nano > 0
+
+
+def test_an_empty_batch_is_one_operation_without_requests(offline):
+    from opentelemetry.instrumentation.vllm import force_flush
+    from vllm import LLM
+
+    assert LLM("fake/empty").generate([]) == []
+    assert force_flush(5.0)
+    (operation,) = offline.spans()
+    assert operation.attributes["vllm.operation.request_count"] == 0
