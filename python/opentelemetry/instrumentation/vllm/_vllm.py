@@ -114,9 +114,13 @@ def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# Counts the core can record (a signed 64-bit integer); anything larger is no count vLLM made.
+MAX_COUNT = 2**63 - 1
+
+
 def _count(value: Any) -> int | None:
     value = _integer(value)
-    return value if value is not None and value >= 0 else None
+    return value if value is not None and 0 <= value <= MAX_COUNT else None
 
 
 def _real(value: Any) -> float | None:
@@ -211,8 +215,11 @@ def timings(stats: Any, end_wall: float) -> tuple:
     generated = _count(getattr(stats, "num_generation_tokens", None))
     decode = _difference(last, first)
     tpot = decode / (generated - 1) if decode is not None and generated is not None and generated > 1 else None
-    # An arrival after the request finished is no start time (the caller uses add_request's time).
+    # An arrival after the request finished, or one that rounds to the epoch, is no start time (the
+    # caller uses add_request's time).
     start_ns = int(arrival * 1e9) if arrival is not None and arrival <= end_wall else None
+    if start_ns == 0:
+        start_ns = None
     return (
         start_ns,
         _positive(getattr(stats, "first_token_latency", None)),

@@ -1,0 +1,200 @@
+"""Reproduces what the serving instrumentation touches of vllm 0.32's AsyncLLM (v1/engine/async_llm.py)
+and OutputProcessor (v1/engine/output_processor.py), with no engine behind them.
+
+The shapes (names, signatures, call order) are vLLM's; the behaviour is reduced to what the tests
+need: ``add_request`` registers a request state (after dropping trace headers, with a warning, when
+vLLM's own tracing is off, as 0.32 does); ``finish_step`` plays one step of AsyncLLM's output
+handler (process_outputs, then the stat loggers' record); ``abort`` drops request states the way a
+client disconnect does. A mock for error paths and version shapes real vLLM cannot produce here;
+the real behaviour is tested in tests/real/test_serving_real.py.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fake_vllm.shapes import ModelConfig, PoolingParams, RequestStateStats, SamplingParams
+
+logger = logging.getLogger("vllm.v1.engine.async_llm")
+
+__all__ = ["AsyncLLM", "FinishReason", "OutputProcessor", "PoolingParams", "SamplingParams"]
+
+
+class FinishReason(enum.IntEnum):
+    """vllm/v1/engine/__init__.py: FinishReason; str() gives the API's name."""
+
+    STOP = 0
+    LENGTH = 1
+    ABORT = 2
+    ERROR = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass
+class EngineCoreRequest:
+    request_id: str
+    external_req_id: str
+    prompt_token_ids: list[int]
+    sampling_params: SamplingParams | None
+    pooling_params: PoolingParams | None
+    arrival_time: float
+    lora_request: Any = None
+    priority: int = 0
+    trace_headers: dict[str, str] | None = None
+
+
+class Detokenizer:
+    def __init__(self) -> None:
+        self.token_ids: list[int] = []
+        self.output_text = ""
+
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class RequestState:
+    request_id: str
+    external_req_id: str
+    prompt_len: int
+    stats: RequestStateStats | None
+    detokenizer: Detokenizer = field(default_factory=Detokenizer)
+    num_cached_tokens: int = 0
+
+
+@dataclass
+class SchedulerStats:
+    num_running_reqs: int = 0
+    num_waiting_reqs: int = 0
+    kv_cache_usage: float = 0.0
+
+
+class IterationStats:
+    def __init__(self) -> None:
+        self.iteration_timestamp = time.time()
+        self.num_preempted_reqs = 0
+        self.finished_requests: list[tuple[str, str]] = []
+
+
+class OutputProcessor:
+    def __init__(self, tokenizer: Any = None, *, log_stats: bool, tracing_enabled: bool = False) -> None:
+        self.log_stats = log_stats
+        self.tracing_enabled = tracing_enabled
+        self.request_states: dict[str, RequestState] = {}
+        # The trace headers vLLM's do_tracing would have parented its llm_request span to.
+        self.traced: list[dict[str, str] | None] = []
+        self._trace_headers: dict[str, Any] = {}
+
+    def add_request(self, request, prompt, parent_req=None, request_index=0, queue=None) -> None:
+        stats = RequestStateStats(arrival_time=request.arrival_time) if self.log_stats else None
+        self.request_states[request.request_id] = RequestState(
+            request.request_id, request.external_req_id, len(request.prompt_token_ids), stats
+        )
+        self._trace_headers[request.request_id] = request
+
+    def process_outputs(
+        self, engine_core_outputs, engine_core_timestamp=None, iteration_stats=None, weight_version=None
+    ):
+        for request_id, new_tokens, finish_reason in engine_core_outputs:
+            state = self.request_states.get(request_id)
+            if state is None:
+                continue
+            state.detokenizer.token_ids.extend(range(new_tokens))
+            state.detokenizer.output_text += "x" * new_tokens
+            if state.stats is not None:
+                state.stats.num_generation_tokens += new_tokens
+            if finish_reason is not None:
+                self.request_states.pop(request_id)
+                self._update_stats_from_finished(state, finish_reason, iteration_stats)
+                if self.tracing_enabled:
+                    self.traced.append(self._trace_headers.pop(request_id).trace_headers)
+        return None
+
+    def _update_stats_from_finished(self, req_state, finish_reason, iteration_stats) -> None:
+        if iteration_stats is None:
+            return
+        assert req_state.stats is not None
+        iteration_stats.finished_requests.append((req_state.external_req_id, str(finish_reason)))
+
+    def abort_requests(self, request_ids, internal: bool) -> list[str]:
+        aborted = []
+        for request_id in request_ids:
+            if self.request_states.pop(request_id, None) is not None:
+                aborted.append(request_id)
+        return aborted
+
+
+class StatLoggerManager:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[Any, Any, int | None]] = []
+
+    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=None) -> None:
+        self.recorded.append((scheduler_stats, iteration_stats, engine_idx))
+
+
+class AsyncLLM:
+    def __init__(self, model: str = "fake/served", *, log_stats: bool = True, otlp_traces_endpoint: str | None = None):
+        self.model_config = ModelConfig(model)
+        self.log_stats = log_stats
+        self.otlp_traces_endpoint = otlp_traces_endpoint
+        self.output_processor = OutputProcessor(log_stats=log_stats, tracing_enabled=otlp_traces_endpoint is not None)
+        self.logger_manager = StatLoggerManager() if log_stats else None
+        self._counter = 0
+
+    async def add_request(
+        self,
+        request_id: str,
+        prompt: Any,
+        params: Any,
+        arrival_time: float | None = None,
+        lora_request: Any = None,
+        tokenization_kwargs: Any = None,
+        trace_headers: dict[str, str] | None = None,
+        priority: int = 0,
+        data_parallel_rank: int | None = None,
+        prompt_text: str | None = None,
+    ) -> EngineCoreRequest:
+        if trace_headers and self.otlp_traces_endpoint is None:
+            logger.warning("Received a request with trace context but tracing is disabled")
+            trace_headers = None
+        self._counter += 1
+        request = EngineCoreRequest(
+            request_id=f"{request_id}-{self._counter:08x}",
+            external_req_id=request_id,
+            prompt_token_ids=list(range(len(str(prompt).split()))),
+            sampling_params=params if isinstance(params, SamplingParams) else None,
+            pooling_params=params if isinstance(params, PoolingParams) else None,
+            arrival_time=arrival_time if arrival_time is not None else time.time(),
+            lora_request=lora_request,
+            priority=priority,
+            trace_headers=trace_headers,
+        )
+        self.output_processor.add_request(request, prompt_text or prompt, None, 0, None)
+        return request
+
+    def finish_step(self, finished: list[tuple[EngineCoreRequest, int, FinishReason | None]], running: int = 0):
+        """One step of the output handler: ``finished`` is [(request, new tokens, finish reason)]."""
+        iteration_stats = IterationStats() if self.log_stats else None
+        for request, _, _ in finished:
+            state = self.output_processor.request_states.get(request.request_id)
+            if state is not None and state.stats is not None:
+                # EngineCore monotonic timestamps: queued 10 ms, prefill 20 ms, then decode.
+                s = state.stats
+                s.queued_ts, s.scheduled_ts, s.first_token_ts, s.last_token_ts = 3500.0, 3500.01, 3500.03, 3500.09
+                s.first_token_latency = 0.035
+        self.output_processor.process_outputs(
+            [(r.request_id, n, reason) for r, n, reason in finished], 3500.1, iteration_stats
+        )
+        if self.logger_manager is not None:
+            self.logger_manager.record(
+                scheduler_stats=SchedulerStats(running, 1, 0.25), iteration_stats=iteration_stats, engine_idx=0
+            )
+
+    async def abort(self, request: EngineCoreRequest) -> None:
+        self.output_processor.abort_requests([request.request_id], internal=True)

@@ -1,0 +1,270 @@
+"""The serving instrumentation against the fake AsyncLLM (tests/fake_vllm/v0_32/vllm/v1/engine/async_llm.py).
+
+Real ``vllm serve`` is tested in tests/real/test_serving_real.py; here are the paths real vLLM does
+not produce on demand: stats off, aborts with partial stats, errors inside the instrumentation,
+uninstrument, the plugin's process filter, bridge delivery of the engine gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import pytest
+from helpers import clean_environment, run_python
+from opentelemetry.instrumentation.vllm import _serving
+from test_offline_fake import exported
+
+OTLP_SPAN_KIND_INTERNAL = 1
+OTLP_SPAN_KIND_SERVER = 2
+MODEL = "fake/served"
+LOGGER = "opentelemetry.instrumentation.vllm"
+
+
+def traceparent() -> tuple[dict[str, str], int, int]:
+    trace_id, span_id = random.getrandbits(128) | 1, random.getrandbits(64) | 1
+    return {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01", "tracestate": "k=v"}, trace_id, span_id
+
+
+def add(engine: Any, request_id: str, headers: dict | None = None, params: Any = None) -> Any:
+    from vllm.v1.engine.async_llm import SamplingParams
+
+    params = params or SamplingParams(max_tokens=4, temperature=0.5)
+    return asyncio.run(engine.add_request(request_id, "a b c", params, trace_headers=headers))
+
+
+def test_a_request_span_per_engine_request_under_the_incoming_context(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM()
+    headers, trace_id, parent_id = traceparent()
+    chat = add(engine, "chatcmpl-1", headers)
+    completion = add(engine, "cmpl-2-0")
+    engine.finish_step([(chat, 3, FinishReason.STOP), (completion, 4, FinishReason.LENGTH)], running=2)
+
+    spans = exported(http_receiver).requests
+    span = spans["chatcmpl-1"]
+    a = span.attributes
+    assert span.name == f"chat {MODEL}"
+    assert span.trace_id == trace_id and span.parent_span_id == parent_id
+    assert span.span.kind == OTLP_SPAN_KIND_SERVER
+    assert span.span.flags & 0x300 == 0x300  # remote parent
+    assert a["gen_ai.usage.input_tokens"] == 3 and a["gen_ai.usage.output_tokens"] == 3
+    assert list(a["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert a["gen_ai.request.max_tokens"] == 4 and a["gen_ai.request.temperature"] == 0.5
+    # The fake engine's stats: queued 10 ms, prefill 20 ms, decode 60 ms (3 tokens: TPOT 30 ms).
+    assert a["gen_ai.latency.time_in_queue"] == pytest.approx(0.01)
+    assert a["gen_ai.latency.time_in_model_prefill"] == pytest.approx(0.02)
+    assert a["gen_ai.latency.time_in_model_decode"] == pytest.approx(0.06)
+    assert a["gen_ai.latency.time_per_output_token"] == pytest.approx(0.03)
+    assert a["gen_ai.latency.time_to_first_token"] == 0.035
+    assert span.span.start_time_unix_nano == int(chat.arrival_time * 1e9)
+    other = spans["cmpl-2-0"]
+    assert other.name == f"text_completion {MODEL}"
+    assert other.parent_span_id == 0 and other.span.kind == OTLP_SPAN_KIND_SERVER  # no incoming context
+    assert list(other.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+
+
+def test_the_incoming_headers_never_reach_vllm_with_its_tracing_off(instrument, http_receiver, caplog):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM()
+    headers, trace_id, _ = traceparent()
+    with caplog.at_level(logging.WARNING):
+        request = add(engine, "chatcmpl-1", headers)
+    assert "tracing is disabled" not in caplog.text  # vLLM would warn once per request
+    assert request.trace_headers is None
+    engine.finish_step([(request, 2, FinishReason.STOP)])
+    assert exported(http_receiver).requests["chatcmpl-1"].trace_id == trace_id
+
+
+def test_vllm_native_tracing_gets_our_span_as_its_parent(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM(otlp_traces_endpoint="http://127.0.0.1:1")
+    headers, trace_id, _ = traceparent()
+    request = add(engine, "chatcmpl-1", headers)
+    engine.finish_step([(request, 2, FinishReason.STOP)])
+    span = exported(http_receiver).requests["chatcmpl-1"]
+    (native,) = engine.output_processor.traced
+    assert native == {
+        "traceparent": f"00-{trace_id:032x}-{span.span_id:016x}-01",
+        "tracestate": "k=v",
+    }
+
+
+def test_stats_off_gives_spans_without_latencies_and_no_engine_gauges(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM(log_stats=False)
+    request = add(engine, "cmpl-1-0")
+    engine.finish_step([(request, 5, FinishReason.LENGTH)])
+    result = exported(http_receiver)
+    a = result.requests["cmpl-1-0"].attributes
+    assert a["gen_ai.usage.output_tokens"] == 5
+    assert not [k for k in a if k.startswith("gen_ai.latency.")], a
+    assert "vllm.requests.running" not in result.metrics
+    # The span still covers the request: from vLLM's arrival time to the step that finished it.
+    span = result.requests["cmpl-1-0"].span
+    assert span.start_time_unix_nano == int(request.arrival_time * 1e9) < span.end_time_unix_nano
+
+
+def test_an_aborted_request_ends_with_what_it_had_generated(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine = AsyncLLM()
+    request = add(engine, "chatcmpl-9")
+    engine.finish_step([(request, 2, None)])  # two tokens streamed, not finished
+    asyncio.run(engine.abort(request))
+    span = exported(http_receiver).requests["chatcmpl-9"]
+    a = span.attributes
+    assert list(a["gen_ai.response.finish_reasons"]) == ["abort"]
+    assert a["error.type"] == "aborted"
+    assert span.span.status.code == 2  # ERROR
+    assert a["gen_ai.usage.output_tokens"] == 2
+    assert a["gen_ai.latency.time_to_first_token"] == 0.035
+
+
+def test_an_engine_abort_finishing_a_request_is_an_error_too(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM()
+    request = add(engine, "cmpl-3-0")
+    engine.finish_step([(request, 1, FinishReason.ABORT)])
+    a = exported(http_receiver).requests["cmpl-3-0"].attributes
+    assert a["error.type"] == "aborted" and list(a["gen_ai.response.finish_reasons"]) == ["abort"]
+
+
+def test_engine_gauges_are_exported(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM()
+    request = add(engine, "cmpl-1-0")
+    engine.finish_step([(request, 1, None)], running=7)
+    engine.finish_step([(request, 1, FinishReason.STOP)], running=3)
+    metrics = exported(http_receiver).metrics
+    expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
+    for name, value in (
+        ("vllm.requests.running", 3),
+        ("vllm.requests.waiting", 1),
+        ("vllm.kv_cache.usage", 0.25),
+        ("vllm.preemptions", 0),
+    ):
+        metric = metrics[name]
+        assert metric.point_attributes() == [expected], name
+        (point,) = metric.points
+        assert (point.as_int if isinstance(value, int) else point.as_double) == value, name
+    assert metrics["vllm.preemptions"].kind == "sum"
+    assert metrics["vllm.kv_cache.usage"].metric.unit == "1"
+    assert metrics["vllm.requests.running"].metric.unit == "{request}"
+
+
+def test_engine_gauges_reach_a_bridged_meter_provider(instrument, meter_provider, metric_reader):
+    instrument(meter_provider=meter_provider)
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine = AsyncLLM()
+    request = add(engine, "cmpl-1-0")
+    engine.finish_step([(request, 1, None)], running=5)
+    data = metric_reader.get_metrics_data()
+    points = {
+        m.name: [(dict(p.attributes), p.value) for p in m.data.data_points]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    attributes = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
+    assert points["vllm.requests.running"] == [(attributes, 5)]
+    assert points["vllm.kv_cache.usage"] == [(attributes, 0.25)]
+
+
+def test_errors_inside_the_instrumentation_never_reach_vllm(instrument, http_receiver, monkeypatch):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    engine = AsyncLLM()
+    monkeypatch.setattr(_serving.EngineRequests, "added", broken)
+    request = add(engine, "cmpl-1-0")  # vLLM registered it all the same
+    assert request.request_id in engine.output_processor.request_states
+    monkeypatch.setattr(_serving.EngineRequests, "finished_now", broken)
+    monkeypatch.setattr(_serving.EngineRequests, "record_aborted", broken)
+    monkeypatch.setattr(_serving._core, "record_engine_state", broken)
+    engine.finish_step([(request, 1, FinishReason.STOP)])
+    assert request.request_id not in engine.output_processor.request_states
+    assert len(engine.logger_manager.recorded) == 1
+    other = add(engine, "cmpl-2-0")
+    asyncio.run(engine.abort(other))
+    assert engine.output_processor.request_states == {}
+
+
+def test_uninstrument_leaves_async_llm_and_its_objects_as_they_were(instrument, http_receiver):
+    from vllm.v1.engine import async_llm
+
+    originals = {name: vars(async_llm.AsyncLLM)[name] for name in ("__init__", "add_request")}
+    instrumentor = instrument()
+    engine = async_llm.AsyncLLM()
+    assert set(_serving.PROCESSOR_METHODS) <= set(vars(engine.output_processor))
+    assert "record" in vars(engine.logger_manager)
+    instrumentor.uninstrument()
+    for name, function in originals.items():
+        assert vars(async_llm.AsyncLLM)[name] is function, name
+    assert not set(_serving.PROCESSOR_METHODS) & set(vars(engine.output_processor))
+    assert "record" not in vars(engine.logger_manager)
+
+
+def test_trace_headers_reach_the_engine_whatever_vllm_serving_does(instrument):
+    instrument()
+    from vllm.entrypoints.serve.engine.serving import BaseServing
+
+    serving = BaseServing()
+    headers, _, _ = traceparent()
+    incoming = {**headers, "authorization": "Bearer secret"}
+    assert asyncio.run(serving._get_trace_headers(incoming)) == headers
+    assert asyncio.run(serving._get_trace_headers({"accept": "*/*"})) is None
+
+
+# ---- the vllm.general_plugins entry point --------------------------------------------------------
+
+PLUGIN_SCRIPT = """
+import multiprocessing, sys
+sys.path.insert(0, {tree!r})
+multiprocessing.current_process().name = {process!r}
+from opentelemetry.instrumentation.vllm import VllmInstrumentor, _plugin
+_plugin.register()
+_plugin.register()  # vLLM may call it several times per process
+print("INSTRUMENTED", VllmInstrumentor().is_instrumented_by_opentelemetry)
+"""
+
+
+@pytest.mark.parametrize(
+    ("enabled", "process", "instrumented"),
+    [
+        ("true", "MainProcess", True),
+        ("true", "ApiServer_1", True),
+        ("", "MainProcess", False),
+        ("false", "MainProcess", False),
+        ("true", "EngineCore_DP0", False),
+        ("true", "VllmWorker-0", False),
+    ],
+)
+def test_the_plugin_instruments_frontend_processes_only_and_only_when_enabled(enabled, process, instrumented):
+    from conftest import TREES
+
+    env = clean_environment(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    env["OTEL_INSTRUMENTATION_VLLM_PLUGIN_ENABLED"] = enabled
+    result = run_python(PLUGIN_SCRIPT.format(tree=str(TREES["0.32"]), process=process), env)
+    assert result.returncode == 0, result.stderr
+    assert f"INSTRUMENTED {instrumented}" in result.stdout
+    assert "already instrumented" not in result.stderr.lower()
