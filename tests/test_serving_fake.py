@@ -68,6 +68,20 @@ def test_a_request_span_per_engine_request_under_the_incoming_context(instrument
     assert list(other.attributes["gen_ai.response.finish_reasons"]) == ["length"]
 
 
+def test_a_pooling_request_is_an_embeddings_span(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason, PoolingParams
+
+    engine = AsyncLLM()
+    request = add(engine, "embd-7", params=PoolingParams())
+    engine.finish_step([(request, 0, FinishReason.STOP)])
+    span = exported(http_receiver).requests["embd-7"]
+    assert span.name == f"embeddings {MODEL}"
+    assert span.attributes["gen_ai.operation.name"] == "embeddings"
+    assert span.attributes["gen_ai.usage.input_tokens"] == 3
+    assert not [k for k in span.attributes if k.startswith("gen_ai.request.") and k != "gen_ai.request.model"]
+
+
 def test_the_incoming_headers_never_reach_vllm_with_its_tracing_off(instrument, http_receiver, caplog):
     instrument()
     from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
