@@ -21,6 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+_isfinite = math.isfinite
+_INF = math.inf
+
 LLM_MODULE = "vllm.entrypoints.llm"
 LLM_CLASS = "LLM"
 ENGINE_MODULES = ("vllm.v1.engine.llm_engine", "vllm.engine.llm_engine")
@@ -111,6 +114,8 @@ class AddRequestArguments:
 
 def _integer(value: Any) -> int | None:
     """An int as vLLM means it; a bool (an int subclass in Python) is not one."""
+    if type(value) is int:  # the common case first (this runs for every finished request)
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -121,6 +126,8 @@ def _count(value: Any) -> int | None:
 
 def _real(value: Any) -> float | None:
     """A finite real number as a float; None for anything else (bools, NaN, ints beyond a float)."""
+    if type(value) is float:  # the common case first (this runs for every finished request)
+        return value if _isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -132,6 +139,8 @@ def _real(value: Any) -> float | None:
 
 def _length(value: Any) -> int | None:
     """len() of a sequence of token ids; None for anything else (a str's length counts no tokens)."""
+    if type(value) is list:  # the common case first: isinstance(value, Sequence) is an ABC check
+        return len(value)
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
         return len(value)
     return None
@@ -188,6 +197,8 @@ def request_stats(output: Any) -> Any:
 
 
 def _positive(value: Any) -> float | None:
+    if type(value) is float:  # the common case first; NaN and inf compare False here
+        return value if 0 < value < _INF else None
     value = _real(value)
     return value if value is not None and value > 0 else None
 
