@@ -250,7 +250,7 @@ def _timings_of_clean_stats(stats: Any, end_wall: float) -> tuple | None:
         return None
     decode = last - first if last >= first else None
     return (
-        int(arrival * 1e9) if arrival <= end_wall else None,
+        (int(arrival * 1e9) or None) if arrival <= end_wall else None,
         ttft,
         _per_token(decode, generated),
         scheduled - queued if scheduled >= queued else None,
@@ -279,7 +279,8 @@ def timings(stats: Any, end_wall: float) -> tuple:
     decode = _difference(last, first)
     tpot = _per_token(decode, generated)
     # An arrival after the request finished is no start time (the caller uses add_request's time).
-    start_ns = int(arrival * 1e9) if arrival is not None and arrival <= end_wall else None
+    # (An arrival under 1 ns after the epoch, 0 as nanoseconds, is none either.)
+    start_ns = (int(arrival * 1e9) or None) if arrival is not None and arrival <= end_wall else None
     return (
         start_ns,
         _positive(getattr(stats, "first_token_latency", None)),
