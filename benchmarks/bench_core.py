@@ -24,6 +24,7 @@ import time
 
 BATCH_SIZES = (1, 64, 4096)
 CONFIGS = ("none", "otlp-http", "bridge")
+EXPORT_CONFIGS = ("otlp-http", "otlp-grpc")
 
 
 def make_records(n: int, parent):
@@ -72,14 +73,20 @@ def bridge_to_python_sdk() -> tuple:
     return _bridge.SPANS, _bridge.METRICS
 
 
-def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
+def _peak_rss_kib() -> int:
+    """VmHWM: the process's peak resident set so far."""
+    for line in open("/proc/self/status"):  # noqa: SIM115, PTH123
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker(batch: int, total: int, config: str, endpoint: str | None, default_queue: bool = False) -> dict:
     from opentelemetry.instrumentation.vllm import _core
 
-    overrides = {
-        "OTEL_BSP_MAX_QUEUE_SIZE": str(total + 1),
-        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-    }
+    # A queue that holds every span unless --default-queue (the 2048 default: what memory is bounded by).
+    overrides = {} if default_queue else {"OTEL_BSP_MAX_QUEUE_SIZE": str(total + 1)}
+    overrides |= {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
     bridges = ()
     if config == "none":
         overrides |= {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
@@ -87,6 +94,8 @@ def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
         bridges = bridge_to_python_sdk()
     else:
         overrides |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+        if config == "otlp-grpc":
+            overrides |= {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     _core.configure(overrides, None, None, *bridges)
     trace_id, span_id, flags = _core.new_span_context(None, "text_completion", "bench")
     header = (
@@ -98,18 +107,24 @@ def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
         0,
         {"gen_ai.request.max_tokens": 32},
     )
-    batches = [make_records(batch, None) for _ in range(max(1, total // batch))]
+    calls = max(1, total // batch)
+    if default_queue:  # 1M requests: the same records every call, so that the input costs no memory
+        batches = [make_records(batch, None)] * calls
+    else:
+        batches = [make_records(batch, None) for _ in range(calls)]
     # Warm-up (allocations, first export) outside the measurement.
     _core.record_requests(header, batches[0])
     _core.force_flush(30)
     before = _core.stats()
+    rss0 = _peak_rss_kib()
     cpu0, wall0, proc0 = time.thread_time_ns(), time.perf_counter_ns(), time.process_time_ns()
     for records in batches:
         _core.record_requests(header, records)
     cpu1, wall1 = time.thread_time_ns(), time.perf_counter_ns()
-    _core.force_flush(60)
-    proc1 = time.process_time_ns()
+    _core.force_flush(120)
+    proc1, wall2 = time.process_time_ns(), time.perf_counter_ns()
     after = _core.stats()
+    rss1 = _peak_rss_kib()
     n = len(batches) * batch
     _core.shutdown(10)
     return {
@@ -121,6 +136,8 @@ def worker(batch: int, total: int, config: str, endpoint: str | None) -> dict:
         + after["spans_dropped"]
         - before["spans_dropped"],
         "exported": after["spans_exported"] - before["spans_exported"],
+        "spans_per_s": (after["spans_exported"] - before["spans_exported"]) / ((wall2 - wall0) / 1e9),
+        "peak_rss_growth_mib": (rss1 - rss0) / 1024,
         "requests": n,
     }
 
@@ -149,12 +166,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--worker", nargs=3, metavar=("BATCH", "CONFIG", "ENDPOINT"))
     parser.add_argument("--sink", action="store_true")
+    parser.add_argument("--default-queue", action="store_true")
     args = parser.parse_args()
     if args.sink:
         return sink()
     if args.worker:
         batch, config, endpoint = args.worker
-        print(json.dumps(worker(int(batch), args.requests, config, endpoint)))
+        print(json.dumps(worker(int(batch), args.requests, config, endpoint, args.default_queue)))
         return None
 
     sink_proc = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)

@@ -10,6 +10,7 @@ instrumentation on the fake engine and the exported spans are checked.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import types
@@ -115,10 +116,14 @@ def test_timings_are_computed_only_from_valid_same_clock_values(stats, end_wall)
     assert decode == expected_decode
     assert inference == difference(last, scheduled)
     assert ttft == get("first_token_latency")
+    expected_tpot = None
     if expected_decode is not None and generated is not None and generated > 1:
-        assert tpot == pytest.approx(expected_decode / (generated - 1))
-    else:
+        with contextlib.suppress(OverflowError):  # a count beyond any float is no count of tokens
+            expected_tpot = expected_decode / (generated - 1)
+    if expected_tpot is None:
         assert tpot is None
+    else:
+        assert tpot == pytest.approx(expected_tpot)
     assert e2e == difference(end_wall, arrival)
     if arrival is not None and arrival <= end_wall and int(arrival * 1e9) > 0:
         assert start_ns == int(arrival * 1e9)
@@ -127,6 +132,38 @@ def test_timings_are_computed_only_from_valid_same_clock_values(stats, end_wall)
         # the request instead.
         assert start_ns is None
     assert preemptions == count(getattr(stats, "num_preemptions", None))
+
+
+clean_time = st.floats(min_value=1e-6, max_value=WALL + 400, allow_nan=False, allow_infinity=False)
+
+
+@BAD_INPUT
+@given(
+    times=st.lists(clean_time, min_size=6, max_size=6),
+    generated=st.integers(min_value=0, max_value=10**6),
+    preemptions=st.one_of(st.none(), st.integers(min_value=-3, max_value=5)),
+    end_wall=st.floats(min_value=WALL, max_value=WALL + 200),
+)
+def test_the_fast_path_of_timings_equals_the_field_by_field_path(times, generated, preemptions, end_wall, monkeypatch):
+    """Usual stats (every value of the right type) take a shortcut: it must give the same tuple."""
+    arrival, queued, scheduled, first, last, ttft = times
+    stats = types.SimpleNamespace(
+        arrival_time=arrival,
+        queued_ts=queued,
+        scheduled_ts=scheduled,
+        first_token_ts=first,
+        last_token_ts=last,
+        first_token_latency=ttft,
+        num_generation_tokens=generated,
+    )
+    if preemptions is not None:
+        stats.num_preemptions = preemptions
+    fast = _vllm._timings_of_clean_stats(stats, end_wall)
+    assert fast is not None
+    with monkeypatch.context() as patch:
+        patch.setattr(_vllm, "_timings_of_clean_stats", lambda stats, end_wall: None)
+        checked = _vllm.timings(stats, end_wall)
+    assert fast == checked
 
 
 @st.composite

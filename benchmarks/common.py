@@ -1,0 +1,53 @@
+"""What the benchmark scripts share: running a worker process, medians with their spread."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What vLLM's CPU build needs on this kind of machine (vllm-internals.md §10).
+VLLM_ENVIRONMENT = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TORCHDYNAMO_DISABLE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def run_worker(command: Sequence[str], env: dict[str, str] | None = None, timeout: float = 900) -> dict:
+    """Runs ``command``; its last stdout line is a JSON object. Raises with its stderr tail on failure."""
+    done = subprocess.run(
+        list(command), capture_output=True, text=True, env=env or dict(os.environ), timeout=timeout, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command[:4])}... exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def cell(values: Sequence[float], digits: int = 2) -> str:
+    """``median [min-max]``."""
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    if denominator <= 0:
+        return "n/a"
+    return f"{numerator / denominator:.2f}x"
+
+
+def python_with(module: str, python: str = sys.executable) -> bool:
+    """Whether ``python`` can import ``module`` (without importing it here)."""
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    return subprocess.run([python, "-c", code], capture_output=True, check=False).returncode == 0
