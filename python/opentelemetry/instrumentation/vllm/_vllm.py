@@ -370,9 +370,9 @@ def async_llm_output_processor(engine: Any) -> Any:
 
 
 def async_llm_logger_manager(engine: Any) -> Any:
-    """The StatLoggerManager (None when stats are off); 0.32 keeps it behind a one-item list."""
-    manager = getattr(engine, "logger_manager", None)
-    return manager
+    """The StatLoggerManager (None when stats are off). 0.32's output handler reaches it through a
+    one-item list holding the same object, so a patch on the object applies there too."""
+    return getattr(engine, "logger_manager", None)
 
 
 def native_tracing_enabled(output_processor: Any) -> bool:
