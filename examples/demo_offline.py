@@ -78,6 +78,8 @@ def main() -> None:
                 f"{label:<12} {row['count']:>6} {row['p50'] * 1e3:>9.2f} {row['p90'] * 1e3:>9.2f} "
                 f"{row['p99'] * 1e3:>9.2f}"
             )
+    # Export the last metric points while the receiver still listens (exit would retry without it).
+    otel_vllm.shutdown(10)
     receiver.stop()
 
 
