@@ -14,13 +14,14 @@ the table shows medians and the min-max spread.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+import sinks  # benchmarks/, this script's directory
 
 BATCH_SIZES = (1, 64, 4096)
 CONFIGS = ("none", "otlp-http", "bridge")
@@ -142,42 +143,19 @@ def worker(batch: int, total: int, config: str, endpoint: str | None, default_qu
     }
 
 
-class _Sink(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def sink() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--worker", nargs=3, metavar=("BATCH", "CONFIG", "ENDPOINT"))
-    parser.add_argument("--sink", action="store_true")
     parser.add_argument("--default-queue", action="store_true")
     args = parser.parse_args()
-    if args.sink:
-        return sink()
     if args.worker:
         batch, config, endpoint = args.worker
         print(json.dumps(worker(int(batch), args.requests, config, endpoint, args.default_queue)))
         return None
 
-    sink_proc = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)
-    try:
-        endpoint = f"http://127.0.0.1:{sink_proc.stdout.readline().strip()}"
+    with sinks.sink("http") as endpoint:
         results: dict[tuple[int, str], list[dict]] = {}
         for _ in range(args.rounds):
             for batch in BATCH_SIZES:
@@ -199,8 +177,6 @@ def main() -> None:
                         env=dict(os.environ),
                     ).stdout
                     results.setdefault((batch, config), []).append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        sink_proc.kill()
 
     print(f"record_requests, {args.requests} requests per process, {args.rounds} processes per row (median [min-max])")
     print(

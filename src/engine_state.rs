@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use opentelemetry::metrics::Meter;
+use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry::KeyValue;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -158,60 +158,47 @@ impl EngineStates {
     }
 }
 
+/// A collection callback that observes one field of every engine's latest state.
+fn observe_field<T: Copy + 'static>(
+    latest: &StateMap,
+    field: fn(&LatestState) -> Option<T>,
+) -> impl Fn(&dyn AsyncInstrument<T>) + Send + Sync + 'static {
+    let map = latest.clone();
+    move |observer| {
+        for (key, state) in map.lock().iter() {
+            if let Some(v) = field(state) {
+                observer.observe(v, &engine_attributes(key));
+            }
+        }
+    }
+}
+
 fn register_observers(meter: &Meter, latest: &StateMap) {
     // The SDK keeps the callbacks registered for the meter provider's lifetime.
     let [running, waiting, usage, preemptions] = ENGINE_METRICS;
-    let map = latest.clone();
     meter
         .i64_observable_gauge(running.0)
         .with_unit(running.1)
         .with_description(running.2)
-        .with_callback(move |observer| {
-            for (key, state) in map.lock().iter() {
-                if let Some(v) = state.running {
-                    observer.observe(v, &engine_attributes(key));
-                }
-            }
-        })
+        .with_callback(observe_field(latest, |s| s.running))
         .build();
-    let map = latest.clone();
     meter
         .i64_observable_gauge(waiting.0)
         .with_unit(waiting.1)
         .with_description(waiting.2)
-        .with_callback(move |observer| {
-            for (key, state) in map.lock().iter() {
-                if let Some(v) = state.waiting {
-                    observer.observe(v, &engine_attributes(key));
-                }
-            }
-        })
+        .with_callback(observe_field(latest, |s| s.waiting))
         .build();
-    let map = latest.clone();
     meter
         .f64_observable_gauge(usage.0)
         .with_unit(usage.1)
         .with_description(usage.2)
-        .with_callback(move |observer| {
-            for (key, state) in map.lock().iter() {
-                if let Some(v) = state.kv_cache_usage {
-                    observer.observe(v, &engine_attributes(key));
-                }
-            }
-        })
+        .with_callback(observe_field(latest, |s| s.kv_cache_usage))
         .build();
-    let map = latest.clone();
     meter
         .u64_observable_counter(preemptions.0)
         .with_unit(preemptions.1)
         .with_description(preemptions.2)
-        .with_callback(move |observer| {
-            for (key, state) in map.lock().iter() {
-                if let Some(v) = state.preemptions {
-                    observer.observe(v, &engine_attributes(key));
-                }
-            }
-        })
+        .with_callback(observe_field(latest, |s| s.preemptions))
         .build();
 }
 

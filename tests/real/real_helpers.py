@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import gc
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,25 @@ VLLM_ENVIRONMENT = {
     "TORCHDYNAMO_DISABLE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+def otlp_process_environment(endpoint: str, service_name: str, **extra: str) -> dict[str, str]:
+    """The environment of a vLLM process the test starts: this one's without any OTEL_* variable,
+    plus what vLLM needs on this machine, exporting traces and metrics over OTLP/HTTP to ``endpoint``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(VLLM_ENVIRONMENT)
+    env.update(
+        OTEL_SERVICE_NAME=service_name,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="otlp",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    env.update(extra)
+    return env
+
+
 # disable_log_stats is NOT passed: the instrumentation must turn vLLM's per-request stats on itself.
 ENGINE_KWARGS: dict[str, Any] = {"dtype": "float32", "enforce_eager": True, "max_model_len": 512}
 

@@ -10,7 +10,6 @@ the same OTLP/HTTP receiver, at exit.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,11 +23,11 @@ from real_helpers import (
     METRIC_OPERATION_DURATION,
     METRIC_TTFT,
     SCOPE_NAME,
-    VLLM_ENVIRONMENT,
     HistogramSnapshot,
     by_response_id,
     check_batch,
     expects_metrics,
+    otlp_process_environment,
 )
 
 SERVICE = "auto-instrumented-vllm-script"
@@ -122,16 +121,7 @@ def auto_run(model_dirs, tmp_path_factory):
     instrument = Path(sys.executable).parent / "opentelemetry-instrument"
     assert instrument.exists(), f"{instrument} missing (opentelemetry-instrumentation not in this venv?)"
     with HttpReceiver() as receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env.update(VLLM_ENVIRONMENT)
-        env.update(
-            OTEL_SERVICE_NAME=SERVICE,
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_TRACES_EXPORTER="otlp",
-            OTEL_METRICS_EXPORTER="otlp",
-            OTEL_LOGS_EXPORTER="none",
-        )
+        env = otlp_process_environment(receiver.endpoint, SERVICE)
         t0 = time.monotonic()
         proc = subprocess.run(
             [str(instrument), sys.executable, str(script), model_dirs["generate"]],

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from otlp_receivers import HttpReceiver, ReceivedSpan
-from real_helpers import LATENCY_ATTRIBUTES, SCOPE_NAME, VLLM_ENVIRONMENT
+from real_helpers import LATENCY_ATTRIBUTES, SCOPE_NAME, otlp_process_environment
 
 MODEL = "tiny"  # --served-model-name
 SERVICE = "otel-vllm-serving"
@@ -79,19 +79,13 @@ class Server:
 def start_server(model_dir: str, tmp: Path, *, plugin: bool, native_tracing: bool, auto: bool) -> Iterator[Server]:
     receiver = HttpReceiver().start()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(VLLM_ENVIRONMENT)
-    env.update(
-        OTEL_SERVICE_NAME=SERVICE,
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+    env = otlp_process_environment(
+        receiver.endpoint,
+        SERVICE,
         # vLLM's own tracing exports over gRPC unless told http/protobuf (for this signal only).
         OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
         OTEL_BSP_SCHEDULE_DELAY="100",
         OTEL_METRIC_EXPORT_INTERVAL="500",
-        OTEL_TRACES_EXPORTER="otlp",
-        OTEL_METRICS_EXPORTER="otlp",
-        OTEL_LOGS_EXPORTER="none",
     )
     # The tiny model declares 512 positions; its rotary embeddings work past them.
     env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"

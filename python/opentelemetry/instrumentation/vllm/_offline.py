@@ -20,10 +20,10 @@ import logging
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
+from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
@@ -89,7 +89,7 @@ class OfflineInstrumentation:
     def __init__(self, content: ContentPolicy) -> None:
         self.content = content
         self.active = False
-        self._patched: list[tuple[type, str]] = []
+        self._patches = ClassPatches()
         self._pending: dict[tuple[int, str], PendingRequest] = {}
         self._add_request_arguments: _vllm.AddRequestArguments | None = None
         self._warned_stats_off = False
@@ -109,31 +109,21 @@ class OfflineInstrumentation:
 
     def uninstrument(self) -> None:
         self.active = False
-        for owner, name in reversed(self._patched):
-            unwrap(owner, name)
-        self._patched.clear()
+        self._patches.remove_all()
         self._pending.clear()
-
-    def _wrap(self, owner: type | None, name: str, wrapper: Any) -> None:
-        if owner is None or (owner, name) in self._patched:
-            return
-        if isinstance(vars(owner).get(name), wrapt.FunctionWrapper):
-            return  # already wrapped by us (e.g. two module aliases of one class)
-        wrapt.wrap_function_wrapper(owner, name, wrapper)
-        self._patched.append((owner, name))
 
     def _patch_llm_module(self, module: Any) -> None:
         if not self.active:
             return
         try:
             llm = getattr(module, _vllm.LLM_CLASS)
-            self._wrap(_vllm.defining_class(llm, "__init__"), "__init__", self._llm_init)
+            self._patches.wrap(_vllm.defining_class(llm, "__init__"), "__init__", self._llm_init)
             for method in _vllm.OPERATION_OF_METHOD:
                 if hasattr(llm, method):
-                    self._wrap(_vllm.defining_class(llm, method), method, self._operation_wrapper(method))
+                    self._patches.wrap(_vllm.defining_class(llm, method), method, self._operation_wrapper(method))
             for method in _vllm.ENQUEUE_METHODS:
                 if hasattr(llm, method):
-                    self._wrap(_vllm.defining_class(llm, method), method, self._enqueue_wrapper(method))
+                    self._patches.wrap(_vllm.defining_class(llm, method), method, self._enqueue_wrapper(method))
         except Exception:  # noqa: BLE001 - an unknown vLLM shape must not break the application
             _logger.warning("could not instrument %s; vLLM's offline API is not traced", module.__name__, exc_info=True)
 
@@ -149,8 +139,8 @@ class OfflineInstrumentation:
             if add_request is None or step is None:
                 return
             self._add_request_arguments = _vllm.AddRequestArguments(engine.add_request)
-            self._wrap(add_request, "add_request", self._add_request)
-            self._wrap(step, "step", self._step)
+            self._patches.wrap(add_request, "add_request", self._add_request)
+            self._patches.wrap(step, "step", self._step)
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument %s", module.__name__, exc_info=True)
 

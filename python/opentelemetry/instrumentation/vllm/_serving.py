@@ -23,10 +23,10 @@ from typing import Any
 
 import wrapt
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
+from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
@@ -86,6 +86,8 @@ class EngineRequests:
         self.processor = processor
         self.model = model
         self.content = content
+        # Set when AsyncLLM builds its output processor (--otlp-traces-endpoint), fixed afterwards.
+        self.native_tracing = _vllm.native_tracing_enabled(processor)
         self.pending: dict[str, ServingRequest] = {}
         self.prompts: dict[str, Any] = {}
         # Requests finished during the current process_outputs call: (pending, req_state, reason, end_wall).
@@ -97,8 +99,10 @@ class EngineRequests:
         parent = incoming_parent(request)
         # The process's entry span when nothing local encloses it.
         kind = SPAN_KIND_SERVER if parent is None or parent[3] else SPAN_KIND_INTERNAL
-        trace_id, span_id, flags = _core.new_span_context(parent, operation, self.model, kind)
-        if _vllm.native_tracing_enabled(self.processor):
+        trace_id = span_id = None  # the core assigns them when it records the span
+        if self.native_tracing:
+            # vLLM's llm_request span needs our span's context now, before ours is recorded.
+            trace_id, span_id, flags = _core.new_span_context(parent, operation, self.model, kind)
             headers = {"traceparent": traceparent(trace_id, span_id, flags)}
             incoming = getattr(request, "trace_headers", None) or {}
             if "tracestate" in incoming:
@@ -204,7 +208,7 @@ class ServingInstrumentation:
     def __init__(self, content: ContentPolicy) -> None:
         self.content = content
         self.active = False
-        self._patched: list[tuple[type, str]] = []
+        self._patches = ClassPatches()
         # Objects that carry our instance-attribute patches, to remove them on uninstrument.
         self._instances: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
@@ -216,27 +220,21 @@ class ServingInstrumentation:
 
     def uninstrument(self) -> None:
         self.active = False
-        for owner, name in reversed(self._patched):
-            unwrap(owner, name)
-        self._patched.clear()
+        self._patches.remove_all()
         for instance, names in list(self._instances.items()):
             for name in names:
                 vars(instance).pop(name, None)
         self._instances.clear()
-
-    def _wrap(self, owner: type | None, name: str, wrapper: Any) -> None:
-        if owner is None or (owner, name) in self._patched or isinstance(vars(owner).get(name), wrapt.FunctionWrapper):
-            return
-        wrapt.wrap_function_wrapper(owner, name, wrapper)
-        self._patched.append((owner, name))
 
     def _patch_async_llm_module(self, module: Any) -> None:
         if not self.active:
             return
         try:
             async_llm = getattr(module, _vllm.ASYNC_LLM_CLASS)
-            self._wrap(_vllm.defining_class(async_llm, "__init__"), "__init__", self._async_llm_init)
-            self._wrap(_vllm.defining_class(async_llm, "add_request"), "add_request", self._async_llm_add_request)
+            self._patches.wrap(_vllm.defining_class(async_llm, "__init__"), "__init__", self._async_llm_init)
+            self._patches.wrap(
+                _vllm.defining_class(async_llm, "add_request"), "add_request", self._async_llm_add_request
+            )
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument vLLM's AsyncLLM", exc_info=True)
 
@@ -246,7 +244,7 @@ class ServingInstrumentation:
         try:
             serving = getattr(module, _vllm.SERVING_BASE_CLASSES[module.__name__], None)
             if serving is not None and hasattr(serving, "_get_trace_headers"):
-                self._wrap(
+                self._patches.wrap(
                     _vllm.defining_class(serving, "_get_trace_headers"), "_get_trace_headers", self._get_trace_headers
                 )
         except Exception:  # noqa: BLE001
