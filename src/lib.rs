@@ -12,6 +12,7 @@ pub mod exporters;
 pub mod hdr;
 pub mod ids;
 pub mod metrics;
+pub mod output_reader;
 pub mod pipeline;
 pub mod records;
 pub mod semconv;
@@ -287,6 +288,8 @@ mod _core {
         latency_percentiles, latency_summary, latency_summary_at_exit, new_span_context,
         record_engine_state, record_operation, record_requests, shutdown, stats,
     };
+    #[pymodule_export]
+    use crate::output_reader::OutputReader;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

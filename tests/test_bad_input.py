@@ -319,3 +319,113 @@ def test_an_empty_batch_is_one_operation_without_requests(offline):
     assert force_flush(5.0)
     (operation,) = offline.spans()
     assert operation.attributes["vllm.operation.request_count"] == 0
+
+
+# ---- the core's reader of finished outputs against the shim's field-by-field path -------------
+
+clean_stat = st.floats(min_value=MONOTONIC - 10, max_value=MONOTONIC + 10).filter(lambda v: v > 0)
+
+
+@st.composite
+def mostly(draw: Any, usual: Any, other: Any) -> Any:
+    """Usual values seven times in eight, so that the core's path is taken often."""
+    return draw(usual if draw(st.sampled_from([True] * 7 + [False])) else other)
+
+
+@st.composite
+def usual_stats(draw: Any) -> Any:
+    """Stats of the usual shape (what the core's reader takes), with junk mixed in now and then."""
+    fields = {
+        "arrival_time": draw(st.floats(min_value=WALL - 100, max_value=WALL + 100)),
+        "queued_ts": draw(clean_stat),
+        "scheduled_ts": draw(clean_stat),
+        "first_token_ts": draw(clean_stat),
+        "last_token_ts": draw(clean_stat),
+        "first_token_latency": draw(st.floats(min_value=1e-6, max_value=5.0)),
+        "num_generation_tokens": draw(st.integers(min_value=0, max_value=10**6)),
+        "num_preemptions": draw(mostly(st.just(0), st.integers(min_value=-2, max_value=3))),
+    }
+    for name in draw(mostly(st.just([]), st.lists(st.sampled_from(sorted(fields)), max_size=2))):
+        fields[name] = draw(st.one_of(st.just(MISSING), timestamp))
+    return types.SimpleNamespace(**{k: v for k, v in fields.items() if v is not MISSING})
+
+
+@st.composite
+def usual_outputs(draw: Any) -> Any:
+    completion = st.builds(
+        types.SimpleNamespace,
+        token_ids=mostly(st.lists(st.integers(min_value=0, max_value=50_000), max_size=8), junk),
+        finish_reason=mostly(st.sampled_from(["stop", "length", "abort"]), st.one_of(st.none(), junk)),
+    )
+    output = types.SimpleNamespace(
+        finished=True,
+        request_id=draw(mostly(st.text(min_size=1, max_size=6), st.integers())),
+        metrics=draw(mostly(usual_stats(), st.one_of(st.none(), stats_objects()))),
+        prompt_token_ids=draw(mostly(st.lists(st.integers(min_value=0, max_value=9), max_size=8), junk)),
+        outputs=draw(mostly(st.lists(completion, max_size=3), junk)),
+        num_cached_tokens=draw(mostly(st.integers(min_value=0, max_value=100), junk)),
+    )
+    if draw(st.integers(min_value=0, max_value=7)) == 0:
+        output.error = draw(st.one_of(st.none(), junk))
+    return output
+
+
+def _shim_record(output: Any, start_ns: int, end_ns: int) -> tuple:
+    from opentelemetry.instrumentation.vllm._content import ContentPolicy
+    from opentelemetry.instrumentation.vllm._offline import OfflineInstrumentation
+
+    shim = OfflineInstrumentation(ContentPolicy(capture=False))
+    return shim._request_record(output, start_ns, {}, None, None, end_ns, end_ns / 1e9)
+
+
+@settings(BAD_INPUT, max_examples=300)
+@given(output=usual_outputs(), end_offset=st.floats(min_value=0, max_value=200))
+def test_the_core_reads_an_output_as_the_shim_does(output, end_offset):
+    """Where the core's reader takes an output (the hot path), its record equals the shim's
+    field-by-field one; everything else it leaves to the shim."""
+    from opentelemetry.instrumentation.vllm import _core
+
+    reader = _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
+    start_ns = int((WALL - 300) * 1e9)
+    end_ns = int((WALL + end_offset) * 1e9)
+    core = reader.record_of(output, start_ns, end_ns)
+    if core is None:
+        return
+    shim = _shim_record(output, start_ns, end_ns)
+    assert core[:16] == shim[:16]
+    assert shim[16] == {}  # nothing the core would have had to add (preemptions, content)
+
+
+def test_the_core_takes_outputs_of_the_usual_shape():
+    """The reader is no dead path: the usual output (every field of its exact type) is read by the
+    core, and one unusual field leaves it to the shim."""
+    from opentelemetry.instrumentation.vllm import _core
+
+    reader = _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
+    stats = types.SimpleNamespace(
+        arrival_time=WALL,
+        queued_ts=MONOTONIC,
+        scheduled_ts=MONOTONIC + 0.25,
+        first_token_ts=MONOTONIC + 0.5,
+        last_token_ts=MONOTONIC + 1.5,
+        first_token_latency=0.6,
+        num_generation_tokens=5,
+        num_preemptions=0,
+    )
+    output = types.SimpleNamespace(
+        finished=True,
+        request_id="7",
+        metrics=stats,
+        prompt_token_ids=[1, 2, 3],
+        outputs=[types.SimpleNamespace(token_ids=[4, 5, 6, 7, 8], finish_reason="length")],
+        num_cached_tokens=2,
+    )
+    end_ns = int((WALL + 2) * 1e9)
+    record = reader.record_of(output, 1, end_ns)
+    assert record == (
+        "7", None, int(WALL * 1e9), end_ns, 3, 5, 2, ["length"], None,
+        0.6, 0.25, 0.25, 0.25, 1.0, 1.25, 2.0, None,
+    )  # fmt: skip
+    assert record[:16] == _shim_record(output, 1, end_ns)[:16]
+    output.num_cached_tokens = True  # a bool is no count: the shim's rules decide
+    assert reader.record_of(output, 1, end_ns) is None

@@ -98,6 +98,34 @@ def test_generate_batch(llm, telemetry, call):
     _check_histograms(before, after, operation="text_completion", model=model, outputs=outputs)
 
 
+def test_the_core_reads_real_outputs_itself(llm, instrumentor, telemetry, call):
+    """White box: real vLLM's finished outputs have the shape the core's reader takes (exact floats,
+    ints, lists, strs), so none falls back to the shim's slower field-by-field path; the spans are
+    the same either way (test_generate_batch checks them), only the cost differs."""
+    from vllm import SamplingParams
+
+    offline = instrumentor._offline
+    reader = offline._reader
+    calls = []
+
+    class CountingReader:
+        def record_finished(self, outputs, pending, engine_key, end_ns):
+            left = reader.record_finished(outputs, pending, engine_key, end_ns)
+            calls.append((len(outputs), [o.request_id for o in left]))
+            return left
+
+    offline._reader = CountingReader()
+    try:
+        with call() as c:
+            outputs = llm.generate(PROMPTS, SamplingParams(max_tokens=4), use_tqdm=False)
+    finally:
+        offline._reader = reader
+    assert sum(n for n, _ in calls) >= len(PROMPTS), calls
+    assert all(not left for _, left in calls), f"outputs left to the shim: {calls}"
+    spans = telemetry.spans_in_trace(c.trace_id)
+    assert sorted(by_response_id(spans)) == sorted(o.request_id for o in outputs)
+
+
 def test_generate_n_greater_than_one(llm, telemetry, call):
     from vllm import SamplingParams
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
+
+_REPLACED = "_otel_vllm_replacement"
 
 
 class ClassPatches:
@@ -21,8 +25,26 @@ class ClassPatches:
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._applied.append((owner, name))
 
+    def replace(self, owner: type | None, name: str, make: Callable[[Callable], Callable]) -> None:
+        """Replaces ``owner.name`` with the plain function ``make(original)`` (``__wrapped__`` set, so
+        ``unwrap`` restores the original). For methods vLLM calls for every request, where wrapt's
+        bound-wrapper machinery costs more than the instrumentation's own work (see callers)."""
+        if owner is None or (owner, name) in self._applied:
+            return
+        original = vars(owner).get(name)
+        if original is None or getattr(original, _REPLACED, False) or isinstance(original, wrapt.FunctionWrapper):
+            return  # not a plain attribute of this class, or already patched by us
+        replacement = functools.wraps(original)(make(original))
+        setattr(replacement, _REPLACED, True)
+        setattr(owner, name, replacement)
+        self._applied.append((owner, name))
+
     def remove_all(self) -> None:
         """Restores every wrapped attribute, the last applied first."""
         for owner, name in reversed(self._applied):
-            unwrap(owner, name)
+            current = vars(owner).get(name)
+            if getattr(current, _REPLACED, False):
+                setattr(owner, name, current.__wrapped__)
+            else:
+                unwrap(owner, name)
         self._applied.clear()

@@ -103,6 +103,12 @@ class AddRequestArguments:
             parameters = parameters[1:]
         self.position = {name: parameters.index(name) for name in self.NAMES if name in parameters}
 
+        # For request_fields() and the shim's inline copy of it, which run for every request:
+        # (name, index) of the four fields, with an index no call reaches for a name not in the signature.
+        self.request_field_positions = tuple((name, self.position.get(name, 1 << 30)) for name in self.REQUEST_FIELDS)
+
+    REQUEST_FIELDS = ("request_id", "params", "lora_request", "priority")
+
     def get(self, name: str, args: tuple, kwargs: dict) -> Any:
         if name in kwargs:
             return kwargs[name]
@@ -110,6 +116,18 @@ class AddRequestArguments:
         if index is not None and index < len(args):
             return args[index]
         return None
+
+    def request_fields(self, args: tuple, kwargs: dict) -> tuple[Any, Any, Any, Any]:
+        """(request_id, params, lora_request, priority) of one call, as get() reads them (a valid call
+        passes each parameter either by position or by name, never both)."""
+        n = len(args)
+        (rn, ri), (pn, pi), (ln, li), (qn, qi) = self.request_field_positions
+        return (
+            args[ri] if ri < n else kwargs.get(rn),
+            args[pi] if pi < n else kwargs.get(pn),
+            args[li] if li < n else kwargs.get(ln),
+            args[qi] if qi < n else kwargs.get(qn),
+        )
 
 
 def _integer(value: Any) -> int | None:
@@ -319,6 +337,32 @@ def finish_reasons(output: Any) -> list[str] | None:
     return [r for r in reasons if isinstance(r, str)]
 
 
+# The fields of a finished RequestOutput that the core reads itself on the hot path
+# (``_core.OutputReader``): by name, the attributes that timings(), token_counts(), finish_reasons()
+# and error_type() read, and which two timestamps each duration is the difference of. The core
+# takes only outputs of the clean shape (exact floats, ints, lists, strs) and leaves every other
+# one to those functions, so both give the same record.
+FINISHED_OUTPUT_FIELDS = {
+    "finished": "finished",
+    "request_id": "request_id",
+    "prompt_token_ids": "prompt_token_ids",
+    "completions": "outputs",
+    "completion_token_ids": "token_ids",
+    "finish_reason": "finish_reason",
+    "cached_tokens": "num_cached_tokens",
+    "error": "error",
+    "stats": "metrics",
+    "arrival_wall": "arrival_time",
+    "time_to_first_token": "first_token_latency",
+    "generated_tokens": "num_generation_tokens",
+    "preemptions": "num_preemptions",
+    "queue": ("queued_ts", "scheduled_ts"),
+    "prefill": ("scheduled_ts", "first_token_ts"),
+    "decode": ("first_token_ts", "last_token_ts"),
+    "inference": ("scheduled_ts", "last_token_ts"),
+}
+
+
 def is_finished(output: Any) -> bool:
     return bool(getattr(output, "finished", False))
 
@@ -328,8 +372,8 @@ def completions(output: Any) -> Any:
     return completions if isinstance(completions, list) else None
 
 
-def now_ns() -> int:
-    return time.time_ns()
+# Wall-clock ns, the clock of vLLM's arrival_time; the C function itself (this runs per request).
+now_ns = time.time_ns
 
 
 # ---- serving: AsyncLLM and the OpenAI-compatible server ---------------------------------------

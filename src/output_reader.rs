@@ -1,0 +1,557 @@
+//! Reads one engine step's finished outputs in one call and records them: the hot path of the
+//! offline instrumentation without a Python operation per field.
+//!
+//! Which attribute holds what is the shim's knowledge, not ours: Python builds one `OutputReader`
+//! from attribute names (`_vllm.py`), and this reads generic slots (an output's id, finished flag,
+//! token id lists, finish reasons; a stats object's wall-clock arrival, time to first token,
+//! generated-token count and the two timestamps each duration is the difference of). It takes only
+//! the common, clean shape: exact float timestamps that are positive and finite, exact ints, exact
+//! lists, exact strs. Any other value, an attribute that raises, or a request the shim wants to
+//! record itself leaves that output to the shim, untouched, which then reads it field by field
+//! with the same rules (so both paths give the same record for the same output).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use opentelemetry::{KeyValue, StringValue, Value};
+use pyo3::exceptions::PyAttributeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::diagnostics::{self, Counters};
+use crate::records::{self, RequestRecord, Timings};
+use crate::state;
+
+/// What one read returns for a field: absent is a value (None / missing attribute); `Unclean` means
+/// "not the common shape: leave this output to the shim".
+enum Field<'py> {
+    Absent,
+    Present(Bound<'py, PyAny>),
+}
+
+struct Unclean;
+
+type Read<T> = Result<T, Unclean>;
+
+/// One attribute name the shim gave. Reading it is `getattr(obj, name, None)`: only a missing
+/// attribute counts as absent. `PyObject_GetAttr` builds (and formats) an AttributeError for a
+/// missing one, which costs more than everything else read per output; the limited API has no
+/// lookup without it before 3.13. So an attribute once found missing is read from then on through
+/// the builtin `getattr` with a default, which looks it up without raising.
+struct Attribute {
+    name: Py<PyString>,
+    often_missing: AtomicBool,
+}
+
+impl Attribute {
+    fn new(py: Python<'_>, name: &str) -> Self {
+        Attribute {
+            name: PyString::intern(py, name).unbind(),
+            often_missing: AtomicBool::new(false),
+        }
+    }
+
+    fn read<'py>(&self, obj: &Bound<'py, PyAny>) -> Read<Field<'py>> {
+        let py = obj.py();
+        let name = self.name.bind(py);
+        let value = if self.often_missing.load(Ordering::Relaxed) {
+            static GETATTR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let getattr = GETATTR
+                .get_or_try_init(py, || {
+                    Ok::<_, PyErr>(py.import("builtins")?.getattr("getattr")?.unbind())
+                })
+                .map_err(|_| Unclean)?;
+            getattr
+                .bind(py)
+                .call1((obj, name, py.None()))
+                .map_err(|_| Unclean)?
+        } else {
+            match obj.getattr(name) {
+                Ok(v) => v,
+                Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
+                    self.often_missing.store(true, Ordering::Relaxed);
+                    return Ok(Field::Absent);
+                }
+                Err(_) => return Err(Unclean),
+            }
+        };
+        Ok(if value.is_none() {
+            Field::Absent
+        } else {
+            Field::Present(value)
+        })
+    }
+}
+
+/// A positive finite float (the shim's clean-stats test); anything else is unclean.
+fn positive_float(value: Field<'_>) -> Read<f64> {
+    match value {
+        Field::Present(v) if v.is_exact_instance_of::<PyFloat>() => {
+            let x = v.cast_exact::<PyFloat>().map_err(|_| Unclean)?.value();
+            if x > 0.0 && x.is_finite() {
+                Ok(x)
+            } else {
+                Err(Unclean)
+            }
+        }
+        _ => Err(Unclean),
+    }
+}
+
+/// An exact int in 0..=i64::MAX, or absent; anything else (bools, negatives, huge ints) is unclean.
+fn optional_count(value: Field<'_>) -> Read<Option<i64>> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Present(v) if v.is_exact_instance_of::<PyInt>() => match v.extract::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(Unclean),
+        },
+        Field::Present(_) => Err(Unclean),
+    }
+}
+
+/// len() of an exact list, or absent.
+fn optional_length(value: Field<'_>) -> Read<Option<i64>> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Present(v) => match v.cast_exact::<PyList>() {
+            Ok(list) => Ok(Some(list.len() as i64)),
+            Err(_) => Err(Unclean),
+        },
+    }
+}
+
+fn difference(later: f64, earlier: f64) -> Option<f64> {
+    (later >= earlier).then_some(later - earlier)
+}
+
+/// Attribute dicts converted once per read: a batch's requests usually share one dict.
+struct AttributeCache {
+    last: Option<(usize, Vec<KeyValue>)>,
+}
+
+impl AttributeCache {
+    fn get(&mut self, dict: &Bound<'_, PyAny>) -> PyResult<Vec<KeyValue>> {
+        let key = dict.as_ptr() as usize;
+        if let Some((cached, attributes)) = &self.last {
+            if *cached == key {
+                return Ok(attributes.clone());
+            }
+        }
+        // Reference-counted keys and strings, so that the clones above allocate nothing per key.
+        let attributes: Vec<KeyValue> = records::attributes(dict)?
+            .into_iter()
+            .map(|kv| {
+                let key: Arc<str> = Arc::from(kv.key.as_str());
+                let value = match kv.value {
+                    Value::String(s) => {
+                        Value::String(StringValue::from(Arc::<str>::from(s.as_str())))
+                    }
+                    other => other,
+                };
+                KeyValue::new(key, value)
+            })
+            .collect();
+        self.last = Some((key, attributes.clone()));
+        Ok(attributes)
+    }
+}
+
+/// Finish reasons seen in one read, by str object: vLLM hands out a few shared constants, so each is
+/// converted once and the records share it (the objects stay alive for the whole read, so their
+/// addresses cannot be reused meanwhile).
+#[derive(Default)]
+struct ReasonCache {
+    seen: Vec<(usize, StringValue)>,
+}
+
+impl ReasonCache {
+    fn get(&mut self, reason: &Bound<'_, PyString>) -> StringValue {
+        let key = reason.as_ptr() as usize;
+        if let Some((_, value)) = self.seen.iter().find(|(k, _)| *k == key) {
+            return value.clone();
+        }
+        let value = StringValue::from(Arc::<str>::from(reason.to_string_lossy().as_ref()));
+        if self.seen.len() < 16 {
+            self.seen.push((key, value.clone()));
+        }
+        value
+    }
+}
+
+#[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
+pub struct OutputReader {
+    finished: Attribute,
+    request_id: Attribute,
+    prompt_token_ids: Attribute,
+    completions: Attribute,
+    completion_token_ids: Attribute,
+    finish_reason: Attribute,
+    cached_tokens: Attribute,
+    error: Attribute,
+    stats: Attribute,
+    arrival_wall: Attribute,
+    time_to_first_token: Attribute,
+    generated_tokens: Attribute,
+    preemptions: Attribute,
+    /// (earlier, later) timestamp names of queue, prefill, decode and inference time, in that order.
+    durations: [(usize, usize); 4],
+    /// The distinct timestamp attributes the durations name, each read once per output.
+    timestamps: Vec<Attribute>,
+}
+
+/// The outputs of a step that were not recorded here and are the shim's to read.
+type Leftovers<'py> = Bound<'py, PyList>;
+
+#[pymethods]
+impl OutputReader {
+    /// Attribute names, as keyword arguments (see `_core.pyi`).
+    #[new]
+    #[pyo3(signature = (*, finished, request_id, prompt_token_ids, completions, completion_token_ids,
+        finish_reason, cached_tokens, error, stats, arrival_wall, time_to_first_token,
+        generated_tokens, preemptions, queue, prefill, decode, inference))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        finished: &str,
+        request_id: &str,
+        prompt_token_ids: &str,
+        completions: &str,
+        completion_token_ids: &str,
+        finish_reason: &str,
+        cached_tokens: &str,
+        error: &str,
+        stats: &str,
+        arrival_wall: &str,
+        time_to_first_token: &str,
+        generated_tokens: &str,
+        preemptions: &str,
+        queue: (String, String),
+        prefill: (String, String),
+        decode: (String, String),
+        inference: (String, String),
+    ) -> Self {
+        let name = |s: &str| Attribute::new(py, s);
+        let mut timestamp_names: Vec<String> = Vec::new();
+        let mut index = |n: String| match timestamp_names.iter().position(|t| *t == n) {
+            Some(i) => i,
+            None => {
+                timestamp_names.push(n);
+                timestamp_names.len() - 1
+            }
+        };
+        // At most 8 distinct names (4 pairs): the fixed array in timings() holds them all.
+        let durations = [queue, prefill, decode, inference].map(|(a, b)| (index(a), index(b)));
+        OutputReader {
+            finished: name(finished),
+            request_id: name(request_id),
+            prompt_token_ids: name(prompt_token_ids),
+            completions: name(completions),
+            completion_token_ids: name(completion_token_ids),
+            finish_reason: name(finish_reason),
+            cached_tokens: name(cached_tokens),
+            error: name(error),
+            stats: name(stats),
+            arrival_wall: name(arrival_wall),
+            time_to_first_token: name(time_to_first_token),
+            generated_tokens: name(generated_tokens),
+            preemptions: name(preemptions),
+            durations,
+            timestamps: timestamp_names.iter().map(|n| name(n)).collect(),
+        }
+    }
+
+    /// Records the finished outputs of one step whose pending entry the core can take, and
+    /// returns the outputs left to the shim (finished or not clean; unfinished clean ones are
+    /// dropped from the list).
+    ///
+    /// `pending` maps `(engine_key, request_id)` to the shim's pending tuple, whose first three
+    /// items are (batch header or None, start time in ns, attributes dict or None); an entry is
+    /// removed when its output is recorded here. A None header means "the shim records this one".
+    fn record_finished<'py>(
+        &self,
+        py: Python<'py>,
+        outputs: &Bound<'py, PyList>,
+        pending: &Bound<'py, PyDict>,
+        engine_key: &Bound<'py, PyAny>,
+        end_ns: u64,
+    ) -> PyResult<Leftovers<'py>> {
+        let leftovers = PyList::empty(py);
+        let end_wall = end_ns as f64 / 1e9;
+        let mut groups: Vec<(usize, Bound<'py, PyAny>, Vec<RequestRecord>)> = Vec::new();
+        let mut attribute_cache = AttributeCache { last: None };
+        let mut reasons = ReasonCache::default();
+        for output in outputs.iter() {
+            match self.finished_request(
+                py,
+                &output,
+                pending,
+                engine_key,
+                end_ns,
+                end_wall,
+                &mut reasons,
+            ) {
+                Ok(None) => {}
+                Ok(Some((key, header, attributes, mut record))) => {
+                    record.attributes = match attributes.map(|a| attribute_cache.get(&a)) {
+                        Some(Ok(attributes)) => attributes,
+                        None => Vec::new(),
+                        Some(Err(_)) => {
+                            leftovers.append(output)?;
+                            continue;
+                        }
+                    };
+                    // Python code run by a getattr above may have let another thread record it.
+                    if pending.del_item(key).is_err() {
+                        continue;
+                    }
+                    let header_id = header.as_ptr() as usize;
+                    match groups.iter_mut().find(|g| g.0 == header_id) {
+                        Some(group) => group.2.push(record),
+                        None => {
+                            let mut records = Vec::with_capacity(outputs.len());
+                            records.push(record);
+                            groups.push((header_id, header, records));
+                        }
+                    }
+                }
+                Err(Unclean) => leftovers.append(output)?,
+            }
+        }
+        let pipeline = state::current();
+        for (_, header, requests) in groups {
+            let Some(pipeline) = &pipeline else { break };
+            match records::batch_header(&header) {
+                Ok(header) => {
+                    pipeline.record_requests(header, requests);
+                }
+                Err(_) => {
+                    Counters::add(&pipeline.counters.records_invalid, requests.len() as u64);
+                    diagnostics::warn("invalid_record", || {
+                        "skipped a batch with a malformed header".to_string()
+                    });
+                }
+            }
+        }
+        Ok(leftovers)
+    }
+
+    /// For tests: the record this reader builds for one finished `output` whose add_request time
+    /// was `start_ns`, in the shim's request-record layout (attributes None), or None where the
+    /// output would be left to the shim.
+    fn record_of<'py>(
+        &self,
+        py: Python<'py>,
+        output: &Bound<'py, PyAny>,
+        start_ns: u64,
+        end_ns: u64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Ok(Field::Present(request_id)) = self.request_id.read(output) else {
+            return Ok(None);
+        };
+        let engine_key = 0i64.into_pyobject(py)?.into_any();
+        let pending = PyDict::new(py);
+        let entry = (true, start_ns, py.None()); // any header but None
+        pending.set_item((&engine_key, &request_id), entry)?;
+        let read = self.finished_request(
+            py,
+            output,
+            &pending,
+            &engine_key,
+            end_ns,
+            end_ns as f64 / 1e9,
+            &mut ReasonCache::default(),
+        );
+        let Ok(Some((_, _, _, r))) = read else {
+            return Ok(None);
+        };
+        let t = &r.timings;
+        let reasons: Option<Vec<String>> = r
+            .finish_reasons
+            .map(|v| v.iter().map(|s| s.as_str().to_string()).collect());
+        let fields: Vec<Bound<'py, PyAny>> = vec![
+            r.response_id.into_pyobject(py)?.into_any(),
+            py.None().into_bound(py),
+            r.start_unix_nanos.into_pyobject(py)?.into_any(),
+            r.end_unix_nanos.into_pyobject(py)?.into_any(),
+            r.input_tokens.into_pyobject(py)?.into_any(),
+            r.output_tokens.into_pyobject(py)?.into_any(),
+            r.cached_input_tokens.into_pyobject(py)?.into_any(),
+            reasons.into_pyobject(py)?.into_any(),
+            r.error_type.into_pyobject(py)?.into_any(),
+            t.time_to_first_token.into_pyobject(py)?.into_any(),
+            t.time_per_output_token.into_pyobject(py)?.into_any(),
+            t.queue.into_pyobject(py)?.into_any(),
+            t.prefill.into_pyobject(py)?.into_any(),
+            t.decode.into_pyobject(py)?.into_any(),
+            t.inference.into_pyobject(py)?.into_any(),
+            t.e2e.into_pyobject(py)?.into_any(),
+            py.None().into_bound(py),
+        ];
+        Ok(Some(PyTuple::new(py, fields)?))
+    }
+}
+
+type Finished<'py> = (
+    Bound<'py, PyTuple>,
+    Bound<'py, PyAny>,
+    Option<Bound<'py, PyAny>>,
+    RequestRecord,
+);
+
+impl OutputReader {
+    /// `Ok(None)`: not finished, or no pending entry (nothing to record). `Err`: the shim's.
+    #[allow(clippy::too_many_arguments)] // one call per output: plain arguments, no bundling
+    fn finished_request<'py>(
+        &self,
+        py: Python<'py>,
+        output: &Bound<'py, PyAny>,
+        pending: &Bound<'py, PyDict>,
+        engine_key: &Bound<'py, PyAny>,
+        end_ns: u64,
+        end_wall: f64,
+        reasons: &mut ReasonCache,
+    ) -> Read<Option<Finished<'py>>> {
+        match self.finished.read(output)? {
+            Field::Present(v) if v.is_exact_instance_of::<PyBool>() => {
+                if !v.is_truthy().map_err(|_| Unclean)? {
+                    return Ok(None);
+                }
+            }
+            Field::Absent => return Ok(None),
+            Field::Present(_) => return Err(Unclean),
+        }
+        let request_id = match self.request_id.read(output)? {
+            Field::Present(v) if v.is_exact_instance_of::<PyString>() => v,
+            _ => return Err(Unclean),
+        };
+        let key =
+            PyTuple::new(py, [engine_key.clone(), request_id.clone()]).map_err(|_| Unclean)?;
+        let Some(entry) = pending.get_item(&key).map_err(|_| Unclean)? else {
+            return Ok(None);
+        };
+        let entry = entry.cast_into::<PyTuple>().map_err(|_| Unclean)?;
+        let item = |i| entry.get_item(i).map_err(|_| Unclean);
+        let header = item(0)?;
+        if header.is_none() {
+            return Err(Unclean);
+        }
+        let pending_start: u64 = item(1)?.extract().map_err(|_| Unclean)?;
+        let attributes = Some(item(2)?).filter(|a| !a.is_none());
+        if matches!(self.error.read(output)?, Field::Present(_)) {
+            return Err(Unclean);
+        }
+        let (start, timings) = self.timings(output, end_wall)?;
+        let input_tokens = optional_length(self.prompt_token_ids.read(output)?)?;
+        let (output_tokens, finish_reasons) = self.completions(output, reasons)?;
+        let cached_input_tokens = optional_count(self.cached_tokens.read(output)?)?;
+        let record = RequestRecord {
+            response_id: Some(
+                request_id
+                    .cast::<PyString>()
+                    .map_err(|_| Unclean)?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            span_id: None,
+            start_unix_nanos: start.unwrap_or(pending_start),
+            end_unix_nanos: end_ns,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            finish_reasons,
+            error_type: None,
+            timings,
+            attributes: Vec::new(),
+            own_parent: None,
+            trace_id: None,
+        };
+        Ok(Some((key, header, attributes, record)))
+    }
+
+    /// (start from the stats' wall-clock arrival, timings); all absent without stats.
+    fn timings(&self, output: &Bound<'_, PyAny>, end_wall: f64) -> Read<(Option<u64>, Timings)> {
+        let stats = match self.stats.read(output)? {
+            Field::Absent => return Ok((None, Timings::default())),
+            Field::Present(stats) => stats,
+        };
+        let read = |attribute: &Attribute| attribute.read(&stats);
+        let arrival = positive_float(read(&self.arrival_wall)?)?;
+        let mut values = [0.0f64; 8];
+        for (value, attribute) in values.iter_mut().zip(&self.timestamps) {
+            *value = positive_float(read(attribute)?)?;
+        }
+        let [queue, prefill, decode, inference] =
+            self.durations.map(|(a, b)| (values[a], values[b]));
+        let (queued, scheduled) = queue;
+        let (prefill_start, prefill_end) = prefill;
+        let (decode_start, decode_end) = decode;
+        let (inference_start, inference_end) = inference;
+        let time_to_first_token = positive_float(read(&self.time_to_first_token)?)?;
+        let generated = optional_count(read(&self.generated_tokens)?)?.ok_or(Unclean)?;
+        // A request that was preempted gets an attribute more: the shim's path adds it.
+        if !matches!(optional_count(read(&self.preemptions)?)?, None | Some(0)) {
+            return Err(Unclean);
+        }
+        let decode = difference(decode_end, decode_start);
+        // Time per output token after the first (semconv): none without a second token.
+        let time_per_output_token = match decode {
+            Some(d) if generated > 1 => Some(d / (generated - 1) as f64),
+            _ => None,
+        };
+        // An arrival after the request finished is no start time (the shim's add_request time is);
+        // under 1 ns after the epoch is none either.
+        let start = (arrival <= end_wall)
+            .then_some((arrival * 1e9) as u64)
+            .filter(|ns| *ns > 0);
+        Ok((
+            start,
+            Timings {
+                time_to_first_token: Some(time_to_first_token),
+                time_per_output_token,
+                queue: difference(scheduled, queued),
+                prefill: difference(prefill_end, prefill_start),
+                decode,
+                inference: difference(inference_end, inference_start),
+                e2e: difference(end_wall, arrival),
+            },
+        ))
+    }
+
+    /// (output tokens, finish reasons) over the completions; both absent when there is no list of
+    /// them (pooling outputs).
+    fn completions(
+        &self,
+        output: &Bound<'_, PyAny>,
+        reason_cache: &mut ReasonCache,
+    ) -> Read<(Option<i64>, Option<Vec<StringValue>>)> {
+        let completions = match self.completions.read(output)? {
+            Field::Absent => return Ok((None, None)),
+            Field::Present(v) => v,
+        };
+        let Ok(list) = completions.cast_exact::<PyList>() else {
+            // A list subclass is the shim's to judge; any other object is not a list of completions.
+            return if completions.is_instance_of::<PyList>() {
+                Err(Unclean)
+            } else {
+                Ok((None, None))
+            };
+        };
+        let mut tokens: Option<i64> = None;
+        let mut reasons = Vec::with_capacity(list.len());
+        for completion in list.iter() {
+            if let Some(n) = optional_length(self.completion_token_ids.read(&completion)?)? {
+                tokens = Some(tokens.unwrap_or(0).checked_add(n).ok_or(Unclean)?);
+            }
+            match self.finish_reason.read(&completion)? {
+                Field::Absent => {}
+                Field::Present(v) if v.is_exact_instance_of::<PyString>() => {
+                    reasons.push(reason_cache.get(v.cast::<PyString>().map_err(|_| Unclean)?))
+                }
+                Field::Present(_) => return Err(Unclean),
+            }
+        }
+        Ok((tokens, Some(reasons)))
+    }
+}
