@@ -754,8 +754,75 @@ impl ProtoSpanEncoder {
     }
 
     /// The `ExportTraceServiceRequest` of `batch`, or `None` when a span is not covered.
-    pub fn encode(&self, batch: &[SpanData]) -> Option<Vec<u8>> {
-        // Spans grouped by scope in order of first appearance, as the OTLP crate groups them.
+    pub fn encode(&self, batch: &[SpanData]) -> Option<Bytes> {
+        let Some(first) = batch.first() else {
+            // No spans: the resource alone (the crate writes no ScopeSpans either).
+            let mut resource_spans = Vec::new();
+            put_bytes_field(&mut resource_spans, 1, &self.resource);
+            put_nonempty(&mut resource_spans, 3, self.resource_schema_url.as_bytes());
+            let mut body = Vec::new();
+            put_bytes_field(&mut body, 1, &resource_spans);
+            return Some(body.into());
+        };
+        let scope = &first.instrumentation_scope;
+        if batch.iter().any(|s| &s.instrumentation_scope != scope) {
+            return self.encode_scopes(batch).map(Bytes::from);
+        }
+        // One scope (the core's own): the spans are written once, into the body itself, behind a
+        // gap that then takes the enclosing messages' heads, whose lengths are known only then.
+        // No second buffer, no copy of the spans (each buffer of this size is fresh memory from
+        // the kernel, whose page faults cost more than the encoding).
+        let mut resource = Vec::with_capacity(self.resource.len() + 4);
+        put_bytes_field(&mut resource, 1, &self.resource);
+        let mut scope_head = Vec::new();
+        if !put_scope(&mut scope_head, scope) {
+            return None;
+        }
+        let gap = resource.len() + scope_head.len() + 2 * (1 + 10);
+        let mut scratch = Vec::with_capacity(1024);
+        if !put_span(&mut scratch, first) {
+            return None;
+        }
+        let mut body = Vec::with_capacity(gap + (scratch.len() + 8) * batch.len() * 9 / 8 + 64);
+        body.resize(gap, 0);
+        put_bytes_field(&mut body, 2, &scratch);
+        for span in &batch[1..] {
+            scratch.clear();
+            if !put_span(&mut scratch, span) {
+                return None;
+            }
+            put_bytes_field(&mut body, 2, &scratch);
+        }
+        let spans_len = body.len() - gap;
+        let scope_tail_start = body.len();
+        put_nonempty(
+            &mut body,
+            3,
+            scope.schema_url().unwrap_or_default().as_bytes(),
+        );
+        let scope_spans_len = scope_head.len() + spans_len + (body.len() - scope_tail_start);
+        let resource_tail_start = body.len();
+        put_nonempty(&mut body, 3, self.resource_schema_url.as_bytes());
+        let resource_spans_len = resource.len()
+            + 1
+            + varint_len(scope_spans_len as u64)
+            + scope_spans_len
+            + (body.len() - resource_tail_start);
+        let mut head = Vec::with_capacity(gap);
+        put_tag(&mut head, 1, 2);
+        put_varint(&mut head, resource_spans_len as u64);
+        head.extend_from_slice(&resource);
+        put_tag(&mut head, 2, 2);
+        put_varint(&mut head, scope_spans_len as u64);
+        head.extend_from_slice(&scope_head);
+        let start = gap - head.len();
+        body[start..gap].copy_from_slice(&head);
+        Some(Bytes::from(body).slice(start..))
+    }
+
+    /// `encode` for spans of several scopes: grouped by scope in order of first appearance, as the
+    /// OTLP crate groups them.
+    fn encode_scopes(&self, batch: &[SpanData]) -> Option<Vec<u8>> {
         let mut scopes: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
         let mut scratch = Vec::with_capacity(1024);
         for span in batch {
@@ -765,10 +832,7 @@ impl ProtoSpanEncoder {
             {
                 Some(i) => i,
                 None => {
-                    scopes.push((
-                        &span.instrumentation_scope,
-                        Vec::with_capacity(batch.len() * 768),
-                    ));
+                    scopes.push((&span.instrumentation_scope, Vec::new()));
                     scopes.len() - 1
                 }
             };
@@ -778,18 +842,19 @@ impl ProtoSpanEncoder {
             }
             put_bytes_field(&mut scopes[i].1, 2, &scratch);
         }
-        let mut resource_spans = Vec::with_capacity(
-            self.resource.len() + scopes.iter().map(|(_, s)| s.len() + 128).sum::<usize>(),
-        );
+        let mut resource_spans = Vec::new();
         put_bytes_field(&mut resource_spans, 1, &self.resource);
         for (scope, spans) in &scopes {
             let mut head = Vec::new();
             if !put_scope(&mut head, scope) {
                 return None;
             }
-            let schema_url = scope.schema_url().unwrap_or_default().as_bytes();
             let mut tail = Vec::new();
-            put_nonempty(&mut tail, 3, schema_url);
+            put_nonempty(
+                &mut tail,
+                3,
+                scope.schema_url().unwrap_or_default().as_bytes(),
+            );
             put_tag(&mut resource_spans, 2, 2);
             put_varint(
                 &mut resource_spans,
@@ -811,7 +876,7 @@ impl ProtoSpanEncoder {
         // Over the limit, the crate refuses the batch with its own error: it gets the batch.
         match self.encode(batch) {
             Some(body) if body.len() <= MAX_REQUEST_BODY_SIZE => {
-                *self.body.0.lock() = Some((Bytes::from(body), false));
+                *self.body.0.lock() = Some((body, false));
                 true
             }
             _ => false,
@@ -948,6 +1013,14 @@ mod tests {
                     .collect();
                 let expected = prost_body(batch.clone(), resource);
                 assert_eq!(encoder.encode(&batch).unwrap(), expected, "{n} spans");
+            }
+            // One scope (the single-buffer path), also one with a schema URL and attributes.
+            for scope in [&ours, &other] {
+                for n in [1_u64, 2, 17, 600] {
+                    let batch: Vec<SpanData> = (0..n).map(|i| span(i, scope)).collect();
+                    let expected = prost_body(batch.clone(), resource);
+                    assert_eq!(encoder.encode(&batch).unwrap(), expected, "{n} spans");
+                }
             }
         }
     }

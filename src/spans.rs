@@ -245,8 +245,30 @@ impl SpanFactory {
         if !sampled {
             return None;
         }
-        let mut attributes =
-            Vec::with_capacity(20 + header.attributes.len() + request.attributes.len());
+        let t = &request.timings;
+        // The exact count: spans queued for export are the pipeline's largest memory, and a queue
+        // that grows costs page faults.
+        let present = [
+            request.response_id.is_some(),
+            request.finish_reasons.is_some(),
+            request.input_tokens.is_some(),
+            request.output_tokens.is_some(),
+            request.cached_input_tokens.is_some(),
+            t.time_to_first_token.is_some(),
+            t.time_per_output_token.is_some(),
+            t.queue.is_some(),
+            t.prefill.is_some(),
+            t.decode.is_some(),
+            t.inference.is_some(),
+            t.e2e.is_some(),
+            request.error_type.is_some(),
+        ];
+        let mut attributes = Vec::with_capacity(
+            batch.base.len()
+                + present.iter().filter(|p| **p).count()
+                + header.attributes.len()
+                + request.attributes.len(),
+        );
         attributes.extend(batch.base.iter().cloned());
         if let Some(id) = &request.response_id {
             attributes.push(KeyValue::new(sc::RESPONSE_ID, id.clone()));
@@ -270,7 +292,6 @@ impl SpanFactory {
                 attributes.push(KeyValue::new(key, v));
             }
         }
-        let t = &request.timings;
         let timings = [
             (sc::LATENCY_TTFT, t.time_to_first_token),
             (sc::LATENCY_TPOT, t.time_per_output_token),
