@@ -24,9 +24,10 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+/// Keyed by model, then metric: a lookup borrows the model name (no key allocated per sample).
 #[derive(Default)]
 pub struct LatencyStore {
-    histograms: BTreeMap<(&'static str, String), Histogram<u64>>,
+    histograms: BTreeMap<String, BTreeMap<&'static str, Histogram<u64>>>,
 }
 
 impl LatencyStore {
@@ -36,24 +37,28 @@ impl LatencyStore {
         }
         let micros = ((seconds * 1e6).round() as u64).clamp(LOWEST_MICROS, HIGHEST_MICROS);
         // Look up before inserting so the common path allocates no key.
-        let histogram = match self.histograms.get_mut(&(metric, model.to_string())) {
-            Some(h) => h,
-            None => self
-                .histograms
-                .entry((metric, model.to_string()))
-                .or_insert_with(|| {
-                    Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
-                        .expect("valid HDR bounds")
-                }),
+        let per_model = match self.histograms.get_mut(model) {
+            Some(m) => m,
+            None => self.histograms.entry(model.to_string()).or_default(),
         };
-        histogram.saturating_record(micros);
+        per_model
+            .entry(metric)
+            .or_insert_with(|| {
+                Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
+                    .expect("valid HDR bounds")
+            })
+            .saturating_record(micros);
     }
 
     pub fn percentiles(&self) -> Vec<Percentiles> {
         let seconds = |micros: u64| micros as f64 / 1e6;
-        self.histograms
+        let mut rows: Vec<Percentiles> = self
+            .histograms
             .iter()
-            .map(|((metric, model), h)| Percentiles {
+            .flat_map(|(model, per_model)| {
+                per_model.iter().map(move |(metric, h)| (*metric, model, h))
+            })
+            .map(|(metric, model, h)| Percentiles {
                 metric,
                 model: model.clone(),
                 count: h.len(),
@@ -64,7 +69,10 @@ impl LatencyStore {
                 p999: seconds(h.median_equivalent(h.value_at_quantile(0.999))),
                 max: seconds(h.median_equivalent(h.max())),
             })
-            .collect()
+            .collect();
+        // Ordered by (metric, model), as before the store was keyed by model first.
+        rows.sort_by(|a, b| (a.metric, &a.model).cmp(&(b.metric, &b.model)));
+        rows
     }
 }
 

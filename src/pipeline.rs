@@ -167,8 +167,9 @@ impl Recorder {
                     self.instruments
                         .record_requests(&header, &requests, &mut self.hdr.lock());
                     if self.span_processor.is_some() {
+                        let batch = self.spans.request_batch(&header);
                         for request in &requests {
-                            if let Some(span) = self.spans.request_span(&header, request) {
+                            if let Some(span) = self.spans.batch_request_span(&batch, request) {
                                 self.submit(span);
                             }
                         }

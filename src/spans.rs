@@ -6,12 +6,13 @@
 //! SDK's own `ShouldSample` implementation.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Array, Context, InstrumentationScope, KeyValue, Value};
+use opentelemetry::{Array, Context, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{
     Sampler, SamplingDecision, ShouldSample, SpanData, SpanEvents, SpanLinks,
 };
@@ -105,10 +106,19 @@ impl SpanFactory {
         name: &str,
         kind: &SpanKind,
     ) -> bool {
-        let cx = Self::parent_context(parent);
-        let result =
-            self.sampler
-                .should_sample(cx.as_ref(), TraceId::from(trace_id), name, kind, &[], &[]);
+        self.sampled_in(Self::parent_context(parent).as_ref(), trace_id, name, kind)
+    }
+
+    fn sampled_in(
+        &self,
+        cx: Option<&Context>,
+        trace_id: u128,
+        name: &str,
+        kind: &SpanKind,
+    ) -> bool {
+        let result = self
+            .sampler
+            .should_sample(cx, TraceId::from(trace_id), name, kind, &[], &[]);
         result.decision == SamplingDecision::RecordAndSample
     }
 
@@ -177,33 +187,89 @@ impl SpanFactory {
         })
     }
 
+    /// What every request span of one batch shares, computed once per batch: the span name, the
+    /// header's attributes (string values reference-counted, so each span's copy is a counter
+    /// increment rather than an allocation) and the header parent's context for the sampler.
+    pub fn request_batch<'a>(&self, header: &'a BatchHeader) -> RequestBatch<'a> {
+        let shared = |s: &str| Value::String(StringValue::from(Arc::<str>::from(s)));
+        let mut base = Vec::with_capacity(4);
+        base.push(KeyValue::new(
+            sc::OPERATION_NAME,
+            shared(&header.operation_name),
+        ));
+        base.push(KeyValue::new(
+            sc::PROVIDER_NAME,
+            shared(&header.provider_name),
+        ));
+        if let Some(m) = &header.request_model {
+            base.push(KeyValue::new(sc::REQUEST_MODEL, shared(m)));
+        }
+        if let Some(m) = &header.response_model {
+            base.push(KeyValue::new(sc::RESPONSE_MODEL, shared(m)));
+        }
+        RequestBatch {
+            header,
+            name: span_name(&header.operation_name, header.request_model.as_deref()),
+            base,
+            header_context: Self::parent_context(header.parent.as_ref()),
+        }
+    }
+
     /// The span of one request, or `None` when the sampler drops it.
+    #[cfg(test)]
     pub fn request_span(&self, header: &BatchHeader, request: &RequestRecord) -> Option<SpanData> {
+        self.batch_request_span(&self.request_batch(header), request)
+    }
+
+    /// The span of one request of a prepared batch, or `None` when the sampler drops it.
+    pub fn batch_request_span(
+        &self,
+        batch: &RequestBatch<'_>,
+        request: &RequestRecord,
+    ) -> Option<SpanData> {
+        let header = batch.header;
         let parent = request.parent(header);
         let trace_id = parent
             .map(|p| p.trace_id)
             .or(request.trace_id)
             .unwrap_or_else(ids::new_trace_id);
-        let name = span_name(&header.operation_name, header.request_model.as_deref());
-        if !self.sampled(parent, trace_id, &name, &header.span_kind) {
+        let sampled = match &request.own_parent {
+            None => self.sampled_in(
+                batch.header_context.as_ref(),
+                trace_id,
+                &batch.name,
+                &header.span_kind,
+            ),
+            Some(own) => self.sampled(own.as_ref(), trace_id, &batch.name, &header.span_kind),
+        };
+        if !sampled {
             return None;
         }
-        let mut attributes =
-            Vec::with_capacity(20 + header.attributes.len() + request.attributes.len());
-        attributes.push(KeyValue::new(
-            sc::OPERATION_NAME,
-            header.operation_name.clone(),
-        ));
-        attributes.push(KeyValue::new(
-            sc::PROVIDER_NAME,
-            header.provider_name.clone(),
-        ));
-        if let Some(m) = &header.request_model {
-            attributes.push(KeyValue::new(sc::REQUEST_MODEL, m.clone()));
-        }
-        if let Some(m) = &header.response_model {
-            attributes.push(KeyValue::new(sc::RESPONSE_MODEL, m.clone()));
-        }
+        let t = &request.timings;
+        // The exact count: spans queued for export are the pipeline's largest memory, and a queue
+        // that grows costs page faults.
+        let present = [
+            request.response_id.is_some(),
+            request.finish_reasons.is_some(),
+            request.input_tokens.is_some(),
+            request.output_tokens.is_some(),
+            request.cached_input_tokens.is_some(),
+            t.time_to_first_token.is_some(),
+            t.time_per_output_token.is_some(),
+            t.queue.is_some(),
+            t.prefill.is_some(),
+            t.decode.is_some(),
+            t.inference.is_some(),
+            t.e2e.is_some(),
+            request.error_type.is_some(),
+        ];
+        let mut attributes = Vec::with_capacity(
+            batch.base.len()
+                + present.iter().filter(|p| **p).count()
+                + header.attributes.len()
+                + request.attributes.len(),
+        );
+        attributes.extend(batch.base.iter().cloned());
         if let Some(id) = &request.response_id {
             attributes.push(KeyValue::new(sc::RESPONSE_ID, id.clone()));
         }
@@ -226,7 +292,6 @@ impl SpanFactory {
                 attributes.push(KeyValue::new(key, v));
             }
         }
-        let t = &request.timings;
         let timings = [
             (sc::LATENCY_TTFT, t.time_to_first_token),
             (sc::LATENCY_TPOT, t.time_per_output_token),
@@ -258,7 +323,7 @@ impl SpanFactory {
                 .unwrap_or(SpanId::INVALID),
             parent_span_is_remote: parent.map(|p| p.is_remote).unwrap_or(false),
             span_kind: header.span_kind.clone(),
-            name,
+            name: batch.name.clone(),
             start_time: unix_nanos(request.start_unix_nanos),
             end_time: unix_nanos(request.end_unix_nanos.max(request.start_unix_nanos)),
             attributes,
@@ -269,6 +334,14 @@ impl SpanFactory {
             instrumentation_scope: self.scope.clone(),
         })
     }
+}
+
+/// See `SpanFactory::request_batch`.
+pub struct RequestBatch<'a> {
+    header: &'a BatchHeader,
+    name: Cow<'static, str>,
+    base: Vec<KeyValue>,
+    header_context: Option<Context>,
 }
 
 #[cfg(test)]
