@@ -122,6 +122,7 @@ def test_the_core_reads_real_outputs_itself(llm, instrumentor, telemetry, call):
         offline._reader = reader
     assert sum(n for n, _ in calls) >= len(PROMPTS), calls
     assert all(not left for _, left in calls), f"outputs left to the shim: {calls}"
+    telemetry.flush()
     spans = telemetry.spans_in_trace(c.trace_id)
     assert sorted(by_response_id(spans)) == sorted(o.request_id for o in outputs)
 
