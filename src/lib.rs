@@ -12,6 +12,7 @@ pub mod exporters;
 pub mod hdr;
 pub mod ids;
 pub mod metrics;
+pub mod otlp_span_encoder;
 pub mod output_reader;
 pub mod pipeline;
 pub mod records;
