@@ -1,7 +1,8 @@
 //! Trace and span id generation that stays unique across `fork`.
 //!
 //! A thread-local generator copied into a forked child would hand out the parent's next ids, so
-//! the generator remembers the pid it was seeded in and reseeds from the OS when that changes.
+//! the generator remembers the fork generation it was seeded in (`fork.rs`) and reseeds from the
+//! OS when that changes.
 //! (The SDK's `RandomIdGenerator` draws from `rand`'s thread RNG, which gives no such guarantee.)
 
 use rand::rngs::SmallRng;
@@ -9,16 +10,16 @@ use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
 
 thread_local! {
-    static GENERATOR: RefCell<(u32, SmallRng)> =
-        RefCell::new((std::process::id(), SmallRng::from_os_rng()));
+    static GENERATOR: RefCell<(u64, SmallRng)> =
+        RefCell::new((crate::fork::generation(), SmallRng::from_os_rng()));
 }
 
 fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
     GENERATOR.with(|cell| {
         let mut state = cell.borrow_mut();
-        let pid = std::process::id();
-        if state.0 != pid {
-            *state = (pid, SmallRng::from_os_rng());
+        let generation = crate::fork::generation();
+        if state.0 != generation {
+            *state = (generation, SmallRng::from_os_rng());
         }
         f(&mut state.1)
     })

@@ -9,6 +9,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod engine_state;
 pub mod exporters;
+pub mod fork;
 pub mod hdr;
 pub mod ids;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! The process-wide pipeline: built lazily, rebuilt in a forked child, replaced after shutdown.
 //!
-//! Every entry point compares the pid the pipeline was built in with the current one, so a fork
-//! that bypassed Python's at-fork handlers is caught too. A parent's pipeline is leaked in the
+//! Every entry point compares the fork generation the pipeline was built in with the current one
+//! (`fork.rs`), so a fork that bypassed Python's at-fork handlers is caught too. A parent's pipeline is leaked in the
 //! child on purpose: dropping it would join threads that do not exist there.
 
 use std::collections::HashMap;
@@ -22,8 +22,8 @@ struct State {
     /// The Python callables of bridged signals; a forked child's pipeline delivers to them too
     /// (the objects were copied with the process).
     bridges: Bridges,
-    /// Built (or found disabled) for this pid.
-    resolved_for_pid: Option<u32>,
+    /// Built (or found disabled) in this fork generation (this process).
+    resolved_for_generation: Option<u64>,
 }
 
 // Only taken by Python-facing entry points while they hold the GIL, and never across a wait, so
@@ -34,7 +34,7 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         overrides: HashMap::new(),
         resource: ResourceInput::default(),
         bridges: Bridges::default(),
-        resolved_for_pid: None,
+        resolved_for_generation: None,
     })
 });
 
@@ -42,7 +42,7 @@ fn build(state: &mut State) {
     // A new pipeline reports its own problems, whatever an earlier one already reported.
     diagnostics::reset_warnings();
     let config = Config::from_overrides_and_env(&state.overrides);
-    state.resolved_for_pid = Some(std::process::id());
+    state.resolved_for_generation = Some(crate::fork::generation());
     state.pipeline = if config.disabled {
         None
     } else {
@@ -55,12 +55,12 @@ fn build(state: &mut State) {
 }
 
 fn leak_if_inherited(state: &mut State) {
-    let pid = std::process::id();
-    if state.resolved_for_pid.is_some_and(|p| p != pid) {
+    let generation = crate::fork::generation();
+    if state.resolved_for_generation.is_some_and(|g| g != generation) {
         if let Some(inherited) = state.pipeline.take() {
             std::mem::forget(inherited);
         }
-        state.resolved_for_pid = None;
+        state.resolved_for_generation = None;
         diagnostics::reset_warnings();
     }
 }
@@ -88,7 +88,7 @@ pub fn configure(
 pub fn current() -> Option<Arc<Pipeline>> {
     let mut state = STATE.lock();
     leak_if_inherited(&mut state);
-    if state.resolved_for_pid.is_none() {
+    if state.resolved_for_generation.is_none() {
         build(&mut state);
     }
     state.pipeline.clone()
@@ -107,7 +107,7 @@ pub fn forget_after_fork() {
     if let Some(inherited) = state.pipeline.take() {
         std::mem::forget(inherited);
     }
-    state.resolved_for_pid = None;
+    state.resolved_for_generation = None;
     drop(state);
     diagnostics::reset_warnings();
 }
