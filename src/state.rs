@@ -56,7 +56,10 @@ fn build(state: &mut State) {
 
 fn leak_if_inherited(state: &mut State) {
     let generation = crate::fork::generation();
-    if state.resolved_for_generation.is_some_and(|g| g != generation) {
+    if state
+        .resolved_for_generation
+        .is_some_and(|g| g != generation)
+    {
         if let Some(inherited) = state.pipeline.take() {
             std::mem::forget(inherited);
         }
