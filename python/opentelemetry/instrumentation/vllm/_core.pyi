@@ -6,7 +6,7 @@ timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 
 __version__: str
 REQUEST_RECORD_LEN: int  # 17
@@ -113,6 +113,40 @@ def new_span_context(
 ) -> tuple[int, int, int]: ...
 def record_requests(header: BatchHeader, requests: list[RequestRecord]) -> int: ...
 def record_operation(operation: OperationRecord) -> bool: ...
+
+class OutputReader:
+    """Reads an engine step's finished outputs by the attribute names given (``_vllm.FINISHED_OUTPUT_FIELDS``)
+    and records the ones of the usual shape; see ``src/output_reader.rs``."""
+
+    def __init__(
+        self,
+        *,
+        finished: str,
+        request_id: str,
+        prompt_token_ids: str,
+        completions: str,
+        completion_token_ids: str,
+        finish_reason: str,
+        cached_tokens: str,
+        error: str,
+        stats: str,
+        arrival_wall: str,
+        time_to_first_token: str,
+        generated_tokens: str,
+        preemptions: str,
+        queue: tuple[str, str],
+        prefill: tuple[str, str],
+        decode: tuple[str, str],
+        inference: tuple[str, str],
+    ) -> None: ...
+    def record_finished(
+        self, outputs: list[Any], pending: dict[tuple[int, str], tuple], engine_key: int, end_ns: int
+    ) -> list[Any]:
+        """Records the finished outputs whose pending entry (header, start_ns, attributes, ...) has a
+        header; returns the outputs left to the shim (unusual shapes, or a None header)."""
+    def record_of(self, output: Any, start_ns: int, end_ns: int) -> RequestRecord | None:
+        """For tests: the record this reader would build, attributes None; None where it would leave the output."""
+
 def record_engine_state(state: EngineState) -> bool: ...
 def force_flush(timeout: float = 5.0) -> bool: ...
 def shutdown(timeout: float = 5.0) -> bool: ...
