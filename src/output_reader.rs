@@ -127,15 +127,15 @@ fn difference(later: f64, earlier: f64) -> Option<f64> {
 }
 
 /// Attribute dicts converted once per read: a batch's requests usually share one dict.
-struct AttributeCache {
-    last: Option<(usize, Vec<KeyValue>)>,
+/// The dict is held, so that its address cannot be reused by another one during the read.
+struct AttributeCache<'py> {
+    last: Option<(Bound<'py, PyAny>, Vec<KeyValue>)>,
 }
 
-impl AttributeCache {
-    fn get(&mut self, dict: &Bound<'_, PyAny>) -> PyResult<Vec<KeyValue>> {
-        let key = dict.as_ptr() as usize;
+impl<'py> AttributeCache<'py> {
+    fn get(&mut self, dict: &Bound<'py, PyAny>) -> PyResult<Vec<KeyValue>> {
         if let Some((cached, attributes)) = &self.last {
-            if *cached == key {
+            if cached.is(dict) {
                 return Ok(attributes.clone());
             }
         }
@@ -153,28 +153,26 @@ impl AttributeCache {
                 KeyValue::new(key, value)
             })
             .collect();
-        self.last = Some((key, attributes.clone()));
+        self.last = Some((dict.clone(), attributes.clone()));
         Ok(attributes)
     }
 }
 
 /// Finish reasons seen in one read, by str object: vLLM hands out a few shared constants, so each is
-/// converted once and the records share it (the objects stay alive for the whole read, so their
-/// addresses cannot be reused meanwhile).
+/// converted once and the records share it (the objects are held, as in `AttributeCache`).
 #[derive(Default)]
-struct ReasonCache {
-    seen: Vec<(usize, StringValue)>,
+struct ReasonCache<'py> {
+    seen: Vec<(Bound<'py, PyString>, StringValue)>,
 }
 
-impl ReasonCache {
-    fn get(&mut self, reason: &Bound<'_, PyString>) -> StringValue {
-        let key = reason.as_ptr() as usize;
-        if let Some((_, value)) = self.seen.iter().find(|(k, _)| *k == key) {
+impl<'py> ReasonCache<'py> {
+    fn get(&mut self, reason: &Bound<'py, PyString>) -> StringValue {
+        if let Some((_, value)) = self.seen.iter().find(|(k, _)| k.is(reason)) {
             return value.clone();
         }
         let value = StringValue::from(Arc::<str>::from(reason.to_string_lossy().as_ref()));
         if self.seen.len() < 16 {
-            self.seen.push((key, value.clone()));
+            self.seen.push((reason.clone(), value.clone()));
         }
         value
     }
@@ -263,8 +261,8 @@ impl OutputReader {
     }
 
     /// Records the finished outputs of one step whose pending entry the core can take, and
-    /// returns the outputs left to the shim (finished or not clean; unfinished clean ones are
-    /// dropped from the list).
+    /// returns the outputs left to the shim: those not of the usual shape, and those whose pending
+    /// entry has no header (unfinished outputs and outputs without an entry are neither).
     ///
     /// `pending` maps `(engine_key, request_id)` to the shim's pending tuple, whose first three
     /// items are (batch header or None, start time in ns, attributes dict or None); an entry is
@@ -411,7 +409,7 @@ impl OutputReader {
         engine_key: &Bound<'py, PyAny>,
         end_ns: u64,
         end_wall: f64,
-        reasons: &mut ReasonCache,
+        reasons: &mut ReasonCache<'py>,
     ) -> Read<Option<Finished<'py>>> {
         match self.finished.read(output)? {
             Field::Present(v) if v.is_exact_instance_of::<PyBool>() => {
@@ -521,10 +519,10 @@ impl OutputReader {
 
     /// (output tokens, finish reasons) over the completions; both absent when there is no list of
     /// them (pooling outputs).
-    fn completions(
+    fn completions<'py>(
         &self,
-        output: &Bound<'_, PyAny>,
-        reason_cache: &mut ReasonCache,
+        output: &Bound<'py, PyAny>,
+        reason_cache: &mut ReasonCache<'py>,
     ) -> Read<(Option<i64>, Option<Vec<StringValue>>)> {
         let completions = match self.completions.read(output)? {
             Field::Absent => return Ok((None, None)),
