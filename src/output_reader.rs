@@ -276,20 +276,11 @@ impl OutputReader {
         end_ns: u64,
     ) -> PyResult<Leftovers<'py>> {
         let leftovers = PyList::empty(py);
-        let end_wall = end_ns as f64 / 1e9;
         let mut groups: Vec<(usize, Bound<'py, PyAny>, Vec<RequestRecord>)> = Vec::new();
         let mut attribute_cache = AttributeCache { last: None };
         let mut reasons = ReasonCache::default();
         for output in outputs.iter() {
-            match self.finished_request(
-                py,
-                &output,
-                pending,
-                engine_key,
-                end_ns,
-                end_wall,
-                &mut reasons,
-            ) {
+            match self.finished_request(py, &output, pending, engine_key, end_ns, &mut reasons) {
                 Ok(None) => {}
                 Ok(Some((key, header, attributes, mut record))) => {
                     record.attributes = match attributes.map(|a| attribute_cache.get(&a)) {
@@ -358,7 +349,6 @@ impl OutputReader {
             &pending,
             &engine_key,
             end_ns,
-            end_ns as f64 / 1e9,
             &mut ReasonCache::default(),
         );
         let Ok(Some((_, _, _, r))) = read else {
@@ -400,7 +390,6 @@ type Finished<'py> = (
 
 impl OutputReader {
     /// `Ok(None)`: not finished, or no pending entry (nothing to record). `Err`: the shim's.
-    #[allow(clippy::too_many_arguments)] // one call per output: plain arguments, no bundling
     fn finished_request<'py>(
         &self,
         py: Python<'py>,
@@ -408,7 +397,6 @@ impl OutputReader {
         pending: &Bound<'py, PyDict>,
         engine_key: &Bound<'py, PyAny>,
         end_ns: u64,
-        end_wall: f64,
         reasons: &mut ReasonCache<'py>,
     ) -> Read<Option<Finished<'py>>> {
         match self.finished.read(output)? {
@@ -440,7 +428,7 @@ impl OutputReader {
         if matches!(self.error.read(output)?, Field::Present(_)) {
             return Err(Unclean);
         }
-        let (start, timings) = self.timings(output, end_wall)?;
+        let (start, timings) = self.timings(output, end_ns)?;
         let input_tokens = optional_length(self.prompt_token_ids.read(output)?)?;
         let (output_tokens, finish_reasons) = self.completions(output, reasons)?;
         let cached_input_tokens = optional_count(self.cached_tokens.read(output)?)?;
@@ -469,11 +457,13 @@ impl OutputReader {
     }
 
     /// (start from the stats' wall-clock arrival, timings); all absent without stats.
-    fn timings(&self, output: &Bound<'_, PyAny>, end_wall: f64) -> Read<(Option<u64>, Timings)> {
+    fn timings(&self, output: &Bound<'_, PyAny>, end_ns: u64) -> Read<(Option<u64>, Timings)> {
         let stats = match self.stats.read(output)? {
             Field::Absent => return Ok((None, Timings::default())),
             Field::Present(stats) => stats,
         };
+        // The shim's end_ns / 1e9: the same float (an int divided by a float converts it first).
+        let end_wall = end_ns as f64 / 1e9;
         let read = |attribute: &Attribute| attribute.read(&stats);
         let arrival = positive_float(read(&self.arrival_wall)?)?;
         let mut values = [0.0f64; 8];

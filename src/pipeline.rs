@@ -100,7 +100,6 @@ pub fn build_resource(config: &Config, input: &ResourceInput) -> Resource {
 }
 
 pub struct Pipeline {
-    pub pid: u32,
     pub counters: Arc<Counters>,
     pub spans: Arc<SpanFactory>,
     pub engine_states: EngineStates,
@@ -408,7 +407,6 @@ impl Pipeline {
             });
         }
         Pipeline {
-            pid: std::process::id(),
             counters,
             spans,
             engine_states: EngineStates::new(bridges.metrics.is_none().then_some(&meter)),

@@ -1,8 +1,9 @@
 //! The process-wide pipeline: built lazily, rebuilt in a forked child, replaced after shutdown.
 //!
 //! Every entry point compares the fork generation the pipeline was built in with the current one
-//! (`fork.rs`), so a fork that bypassed Python's at-fork handlers is caught too. A parent's pipeline is leaked in the
-//! child on purpose: dropping it would join threads that do not exist there.
+//! (`fork.rs`), so a fork that bypassed Python's at-fork handlers is caught too. A parent's
+//! pipeline is leaked in the child on purpose: dropping it would join threads that do not exist
+//! there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
