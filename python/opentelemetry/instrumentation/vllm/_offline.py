@@ -71,6 +71,7 @@ class Operation:
 #   (batch header, or None when this shim records the request itself; add_request's time in ns;
 #    request attributes; operation or None (enqueued); operation name; prompt; conversation)
 PendingRequest = tuple
+ADDED_NS, ATTRIBUTES, OPERATION, OPERATION_NAME = 1, 2, 3, 4  # positions read outside unpacking
 
 
 _current_operation: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
@@ -320,19 +321,19 @@ class OfflineInstrumentation:
             pending = self._pending.pop((engine_id, request_id), None)
             if pending is None:
                 continue
-            _, start_ns, attributes, operation, operation_name, prompt, conversation = pending
+            _, added_ns, attributes, operation, operation_name, prompt, conversation = pending
             if operation is None and current is not None:
                 # An enqueued request run by this call (wait_for_completion, or generate after enqueue).
                 operation = current
                 if not current.runs_enqueued:
                     current.request_count += 1
             try:
-                record = self._request_record(output, start_ns, attributes, prompt, conversation, end_ns, end_wall)
+                record = self._request_record(output, added_ns, attributes, prompt, conversation, end_ns, end_wall)
             except Exception:  # noqa: BLE001
                 # An output of a shape nobody expected must not cost the other requests of the step
                 # their spans: this one is recorded with what add_request knew, nothing from the output.
                 _logger.debug("could not read a finished request's output", exc_info=True)
-                record = _bare_record(request_id, start_ns, attributes, end_ns, None)
+                record = _bare_record(request_id, added_ns, attributes, end_ns, None)
             key = (id(operation), operation_name)
             if key not in groups:
                 groups[key] = (operation, operation_name, [])
@@ -343,7 +344,7 @@ class OfflineInstrumentation:
                 self._send(operation, name, model, records)
 
     def _request_record(
-        self, output: Any, start: int, attributes: dict, prompt: Any, conversation: Any, end_ns: int, end_wall: float
+        self, output: Any, added_ns: int, attributes: dict, prompt: Any, conversation: Any, end_ns: int, end_wall: float
     ) -> tuple:
         start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
             _vllm.request_stats(output), end_wall
@@ -360,7 +361,7 @@ class OfflineInstrumentation:
         return (
             str(output.request_id),
             None,
-            start_ns if start_ns is not None else start,
+            start_ns if start_ns is not None else added_ns,
             end_ns,
             input_tokens,
             output_tokens,
@@ -393,14 +394,17 @@ class OfflineInstrumentation:
         leftovers = [
             key
             for key, p in self._pending.copy().items()
-            if p[3] is operation or (operation.runs_enqueued and p[3] is None and key[0] == operation.engine_id)
+            if p[OPERATION] is operation
+            or (operation.runs_enqueued and p[OPERATION] is None and key[0] == operation.engine_id)
         ]
         records = []
         for key in leftovers:
             pending = self._pending.pop(key, None)
             if pending is None:
                 continue  # another thread's step finished and recorded it meanwhile
-            records.append(_bare_record(key[1], pending[1], pending[2], end_ns, error_type or "aborted"))
+            records.append(
+                _bare_record(key[1], pending[ADDED_NS], pending[ATTRIBUTES], end_ns, error_type or "aborted")
+            )
         if records:
             self._send(operation, operation.name, operation.model, records)
         _core.record_operation(
@@ -424,13 +428,13 @@ class OfflineInstrumentation:
     def _enqueued_operation_name(self, engine: Any) -> str:
         engine_id = id(engine)
         for (owner, _), pending in self._pending.copy().items():
-            if owner == engine_id and pending[3] is None:
-                return pending[4]
+            if owner == engine_id and pending[OPERATION] is None:
+                return pending[OPERATION_NAME]
         return "text_completion"
 
     def _count_enqueued(self, engine: Any) -> int:
         engine_id = id(engine)
-        return sum(1 for (owner, _), p in self._pending.copy().items() if owner == engine_id and p[3] is None)
+        return sum(1 for (owner, _), p in self._pending.copy().items() if owner == engine_id and p[OPERATION] is None)
 
 
 def _bare_record(request_id: str, start_ns: int, attributes: dict, end_ns: int, error_type: str | None) -> tuple:
