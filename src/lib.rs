@@ -144,7 +144,7 @@ fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> P
             format!("skipped {invalid} malformed request records")
         });
     }
-    Ok(pipeline.record_requests(header, parsed))
+    Ok(pipeline.record_requests(Arc::new(header), parsed.into()))
 }
 
 /// Records one engine step's scheduler state (the engine gauges).

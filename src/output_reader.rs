@@ -9,18 +9,28 @@
 //! lists, exact strs. Any other value, an attribute that raises, or a request the shim wants to
 //! record itself leaves that output to the shim, untouched, which then reads it field by field
 //! with the same rules (so both paths give the same record for the same output).
+//!
+//! The records it makes are freed on the recorder thread, so it allocates nothing and touches no
+//! shared reference count per record (measured: glibc's allocator then takes its arena lock, and a
+//! count passes its cache line between the two cores, costing more than the reads): request ids
+//! are inline, finish reasons are interned static strings held inline, a batch's shared attribute
+//! dict goes into its header, one record is held inline; headers, attributes and reasons are
+//! converted once and kept from one read to the next (`Conversions`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use opentelemetry::{KeyValue, StringValue, Value};
+use compact_str::CompactString;
+use opentelemetry::StringValue;
+use parking_lot::Mutex;
 use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use smallvec::SmallVec;
 
 use crate::diagnostics::{self, Counters};
-use crate::records::{self, RequestRecord, Timings};
+use crate::records::{self, BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
 use crate::state;
 
 /// What one read returns for a field: absent is a value (None / missing attribute); `Unclean` means
@@ -126,56 +136,93 @@ fn difference(later: f64, earlier: f64) -> Option<f64> {
     (later >= earlier).then_some(later - earlier)
 }
 
-/// Attribute dicts converted once per read: a batch's requests usually share one dict.
-/// The dict is held, so that its address cannot be reused by another one during the read.
-struct AttributeCache<'py> {
-    last: Option<(Bound<'py, PyAny>, Vec<KeyValue>)>,
+/// What the reader keeps from one read to the next, so that a call of one prompt (one output per
+/// read) does not convert again what the previous call's did: the last batch header, with the
+/// attribute dict of its requests folded in, and the finish reasons seen. Each entry holds the
+/// Python objects it was converted from, so that their identity cannot be reused by others. The
+/// shim never changes a header or attribute dict it has handed over (a dict to change is copied
+/// first), so the same objects mean the same content.
+#[derive(Default)]
+struct Conversions {
+    batch: Option<ConvertedBatch>,
+    reasons: Vec<(Py<PyString>, StringValue)>,
 }
 
-impl<'py> AttributeCache<'py> {
-    fn get(&mut self, dict: &Bound<'py, PyAny>) -> PyResult<Vec<KeyValue>> {
-        if let Some((cached, attributes)) = &self.last {
-            if cached.is(dict) {
-                return Ok(attributes.clone());
+/// (header, attribute dict, the two converted into one header).
+type ConvertedBatch = (Py<PyAny>, Option<Py<PyAny>>, Arc<BatchHeader>);
+
+/// At most this many finish reasons are kept per reader (vLLM has five).
+const MAX_KEPT_REASONS: usize = 16;
+
+impl Conversions {
+    /// The header of a batch whose requests share one attribute dict: the requests' attributes
+    /// become the header's (a request's own attributes win over its batch's, as in `spans.rs`), so
+    /// that records carry none and the caller's thread copies nothing per request.
+    fn batch(
+        &mut self,
+        header: &Bound<'_, PyAny>,
+        attributes: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Arc<BatchHeader>> {
+        if let Some((kept_header, kept_attributes, converted)) = &self.batch {
+            let same_attributes = match (kept_attributes, attributes) {
+                (None, None) => true,
+                (Some(kept), Some(dict)) => kept.is(dict),
+                _ => false,
+            };
+            if same_attributes && kept_header.is(header) {
+                return Ok(converted.clone());
             }
         }
-        // Reference-counted keys and strings, so that the clones above allocate nothing per key.
-        let attributes: Vec<KeyValue> = records::attributes(dict)?
-            .into_iter()
-            .map(|kv| {
-                let key: Arc<str> = Arc::from(kv.key.as_str());
-                let value = match kv.value {
-                    Value::String(s) => {
-                        Value::String(StringValue::from(Arc::<str>::from(s.as_str())))
-                    }
-                    other => other,
-                };
-                KeyValue::new(key, value)
-            })
-            .collect();
-        self.last = Some((dict.clone(), attributes.clone()));
-        Ok(attributes)
+        let mut converted = records::batch_header(header)?;
+        if let Some(dict) = attributes {
+            let own = records::attributes(dict)?;
+            converted
+                .attributes
+                .retain(|kv| !own.iter().any(|o| o.key == kv.key));
+            converted.attributes.extend(own);
+        }
+        let converted = Arc::new(converted);
+        self.batch = Some((
+            header.clone().unbind(),
+            attributes.map(|a| a.clone().unbind()),
+            converted.clone(),
+        ));
+        Ok(converted)
     }
-}
 
-/// Finish reasons seen in one read, by str object: vLLM hands out a few shared constants, so each is
-/// converted once and the records share it (the objects are held, as in `AttributeCache`).
-#[derive(Default)]
-struct ReasonCache<'py> {
-    seen: Vec<(Bound<'py, PyString>, StringValue)>,
-}
-
-impl<'py> ReasonCache<'py> {
-    fn get(&mut self, reason: &Bound<'py, PyString>) -> StringValue {
-        if let Some((_, value)) = self.seen.iter().find(|(k, _)| k.is(reason)) {
+    fn reason(&mut self, reason: &Bound<'_, PyString>) -> StringValue {
+        if let Some((_, value)) = self.reasons.iter().find(|(kept, _)| kept.is(reason)) {
             return value.clone();
         }
-        let value = StringValue::from(Arc::<str>::from(reason.to_string_lossy().as_ref()));
-        if self.seen.len() < 16 {
-            self.seen.push((reason.clone(), value.clone()));
+        let value = interned(&reason.to_string_lossy());
+        if self.reasons.len() < MAX_KEPT_REASONS {
+            self.reasons.push((reason.clone().unbind(), value.clone()));
         }
         value
     }
+}
+
+/// At most this many distinct finish reasons are interned for the life of the process.
+const MAX_INTERNED_REASONS: usize = 64;
+
+/// A finish reason as a static string (leaked once; vLLM has five): a static string's copy touches
+/// no shared counter, where a reference-counted one would be incremented here, on the caller's
+/// thread, and decremented on the recorder's, the two cores passing its cache line back and forth.
+/// Past the limit, reference-counted.
+fn interned(text: &str) -> StringValue {
+    static INTERNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut interned) = INTERNED.lock() else {
+        return StringValue::from(Arc::<str>::from(text));
+    };
+    if let Some(kept) = interned.iter().find(|kept| **kept == text) {
+        return StringValue::from(*kept);
+    }
+    if interned.len() >= MAX_INTERNED_REASONS {
+        return StringValue::from(Arc::<str>::from(text));
+    }
+    let kept: &'static str = Box::leak(text.into());
+    interned.push(kept);
+    StringValue::from(kept)
 }
 
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
@@ -197,6 +244,8 @@ pub struct OutputReader {
     durations: [(usize, usize); 4],
     /// The distinct timestamp attributes the durations name, each read once per output.
     timestamps: Vec<Attribute>,
+    /// Only touched with the GIL held (every method takes `Python`): the lock is never contended.
+    conversions: Mutex<Conversions>,
 }
 
 /// The outputs of a step that were not recorded here and are the shim's to read.
@@ -257,6 +306,7 @@ impl OutputReader {
             preemptions: name(preemptions),
             durations,
             timestamps: timestamp_names.iter().map(|n| name(n)).collect(),
+            conversions: Mutex::new(Conversions::default()),
         }
     }
 
@@ -276,32 +326,41 @@ impl OutputReader {
         end_ns: u64,
     ) -> PyResult<Leftovers<'py>> {
         let leftovers = PyList::empty(py);
-        let mut groups: Vec<(usize, Bound<'py, PyAny>, Vec<RequestRecord>)> = Vec::new();
-        let mut attribute_cache = AttributeCache { last: None };
-        let mut reasons = ReasonCache::default();
+        // Records grouped by (header, attribute dict): a group's requests share both.
+        type Group<'py> = (
+            (usize, usize),
+            Bound<'py, PyAny>,
+            Option<Bound<'py, PyAny>>,
+            RequestRecords,
+        );
+        let mut groups: SmallVec<[Group<'py>; 2]> = SmallVec::new();
+        // A getattr can run Python code, and with it another thread's read of this reader: that
+        // one must not wait for this lock (it holds the GIL this thread needs), so it converts
+        // afresh instead.
+        let mut kept = self.conversions.try_lock();
+        let mut fresh = Conversions::default();
+        let conversions = match kept.as_deref_mut() {
+            Some(kept) => kept,
+            None => &mut fresh,
+        };
         for output in outputs.iter() {
-            match self.finished_request(py, &output, pending, engine_key, end_ns, &mut reasons) {
+            match self.finished_request(py, &output, pending, engine_key, end_ns, conversions) {
                 Ok(None) => {}
-                Ok(Some((key, header, attributes, mut record))) => {
-                    record.attributes = match attributes.map(|a| attribute_cache.get(&a)) {
-                        Some(Ok(attributes)) => attributes,
-                        None => Vec::new(),
-                        Some(Err(_)) => {
-                            leftovers.append(output)?;
-                            continue;
-                        }
-                    };
+                Ok(Some((key, header, attributes, record))) => {
                     // Python code run by a getattr above may have let another thread record it.
                     if pending.del_item(key).is_err() {
                         continue;
                     }
-                    let header_id = header.as_ptr() as usize;
-                    match groups.iter_mut().find(|g| g.0 == header_id) {
-                        Some(group) => group.2.push(record),
+                    let id = (
+                        header.as_ptr() as usize,
+                        attributes.as_ref().map_or(0, |a| a.as_ptr() as usize),
+                    );
+                    match groups.iter_mut().find(|g| g.0 == id) {
+                        Some(group) => group.3.push(record),
                         None => {
-                            let mut records = Vec::with_capacity(outputs.len());
+                            let mut records = RequestRecords::with_capacity(outputs.len());
                             records.push(record);
-                            groups.push((header_id, header, records));
+                            groups.push((id, header, attributes, records));
                         }
                     }
                 }
@@ -309,16 +368,16 @@ impl OutputReader {
             }
         }
         let pipeline = state::current();
-        for (_, header, requests) in groups {
+        for (_, header, attributes, requests) in groups {
             let Some(pipeline) = &pipeline else { break };
-            match records::batch_header(&header) {
+            match conversions.batch(&header, attributes.as_ref()) {
                 Ok(header) => {
                     pipeline.record_requests(header, requests);
                 }
                 Err(_) => {
                     Counters::add(&pipeline.counters.records_invalid, requests.len() as u64);
                     diagnostics::warn("invalid_record", || {
-                        "skipped a batch with a malformed header".to_string()
+                        "skipped a batch with a malformed header or attributes".to_string()
                     });
                 }
             }
@@ -349,7 +408,7 @@ impl OutputReader {
             &pending,
             &engine_key,
             end_ns,
-            &mut ReasonCache::default(),
+            &mut Conversions::default(),
         );
         let Ok(Some((_, _, _, r))) = read else {
             return Ok(None);
@@ -359,7 +418,10 @@ impl OutputReader {
             .finish_reasons
             .map(|v| v.iter().map(|s| s.as_str().to_string()).collect());
         let fields: Vec<Bound<'py, PyAny>> = vec![
-            r.response_id.into_pyobject(py)?.into_any(),
+            r.response_id
+                .map(String::from)
+                .into_pyobject(py)?
+                .into_any(),
             py.None().into_bound(py),
             r.start_unix_nanos.into_pyobject(py)?.into_any(),
             r.end_unix_nanos.into_pyobject(py)?.into_any(),
@@ -397,7 +459,7 @@ impl OutputReader {
         pending: &Bound<'py, PyDict>,
         engine_key: &Bound<'py, PyAny>,
         end_ns: u64,
-        reasons: &mut ReasonCache<'py>,
+        conversions: &mut Conversions,
     ) -> Read<Option<Finished<'py>>> {
         match self.finished.read(output)? {
             Field::Present(v) if v.is_exact_instance_of::<PyBool>() => {
@@ -423,25 +485,28 @@ impl OutputReader {
         if header.is_none() {
             return Err(Unclean);
         }
-        let pending_start: u64 = item(1)?.extract().map_err(|_| Unclean)?;
         let attributes = Some(item(2)?).filter(|a| !a.is_none());
         if matches!(self.error.read(output)?, Field::Present(_)) {
             return Err(Unclean);
         }
         let (start, timings) = self.timings(output, end_ns)?;
         let input_tokens = optional_length(self.prompt_token_ids.read(output)?)?;
-        let (output_tokens, finish_reasons) = self.completions(output, reasons)?;
+        let (output_tokens, finish_reasons) = self.completions(output, conversions)?;
         let cached_input_tokens = optional_count(self.cached_tokens.read(output)?)?;
         let record = RequestRecord {
-            response_id: Some(
+            response_id: Some(CompactString::from(
                 request_id
                     .cast::<PyString>()
                     .map_err(|_| Unclean)?
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
+                    .to_string_lossy(),
+            )),
             span_id: None,
-            start_unix_nanos: start.unwrap_or(pending_start),
+            // add_request's time only where vLLM gave no arrival (converting it costs more than
+            // every other field: time_ns() is a two-digit Python int).
+            start_unix_nanos: match start {
+                Some(start) => start,
+                None => item(1)?.extract().map_err(|_| Unclean)?,
+            },
             end_unix_nanos: end_ns,
             input_tokens,
             output_tokens,
@@ -512,8 +577,8 @@ impl OutputReader {
     fn completions<'py>(
         &self,
         output: &Bound<'py, PyAny>,
-        reason_cache: &mut ReasonCache<'py>,
-    ) -> Read<(Option<i64>, Option<Vec<StringValue>>)> {
+        conversions: &mut Conversions,
+    ) -> Read<(Option<i64>, Option<FinishReasons>)> {
         let completions = match self.completions.read(output)? {
             Field::Absent => return Ok((None, None)),
             Field::Present(v) => v,
@@ -527,7 +592,7 @@ impl OutputReader {
             };
         };
         let mut tokens: Option<i64> = None;
-        let mut reasons = Vec::with_capacity(list.len());
+        let mut reasons = FinishReasons::new();
         for completion in list.iter() {
             if let Some(n) = optional_length(self.completion_token_ids.read(&completion)?)? {
                 tokens = Some(tokens.unwrap_or(0).checked_add(n).ok_or(Unclean)?);
@@ -535,11 +600,26 @@ impl OutputReader {
             match self.finish_reason.read(&completion)? {
                 Field::Absent => {}
                 Field::Present(v) if v.is_exact_instance_of::<PyString>() => {
-                    reasons.push(reason_cache.get(v.cast::<PyString>().map_err(|_| Unclean)?))
+                    reasons.push(conversions.reason(v.cast::<PyString>().map_err(|_| Unclean)?))
                 }
                 Field::Present(_) => return Err(Unclean),
             }
         }
         Ok((tokens, Some(reasons)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_reasons_are_interned_once_then_copied() {
+        let first = interned("a reason only this test uses");
+        let again = interned("a reason only this test uses");
+        assert_eq!(first.as_str(), "a reason only this test uses");
+        // The same leaked string: a copy, no allocation and no reference count.
+        assert!(std::ptr::eq(first.as_str(), again.as_str()));
+        assert!(!std::ptr::eq(first.as_str(), interned("another").as_str()));
     }
 }

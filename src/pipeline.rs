@@ -28,7 +28,7 @@ use crate::engine_state::EngineStates;
 use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
 use crate::hdr::{LatencyStore, Percentiles};
 use crate::metrics::{Instruments, MeasurementBuffer, NativeInstruments};
-use crate::records::{BatchHeader, OperationRecord, RequestRecord};
+use crate::records::{BatchHeader, OperationRecord, RequestRecords};
 use crate::semconv as sc;
 use crate::spans::SpanFactory;
 
@@ -39,7 +39,7 @@ const SPAN_QUEUE_WAIT: Duration = Duration::from_secs(2);
 const COALESCE_WINDOW: Duration = Duration::from_millis(1);
 
 enum Work {
-    Requests(BatchHeader, Vec<RequestRecord>),
+    Requests(Arc<BatchHeader>, RequestRecords),
     Operation(OperationRecord),
     /// Answered once everything enqueued before it has been recorded.
     Sync(mpsc::SyncSender<()>),
@@ -430,7 +430,7 @@ impl Pipeline {
     }
 
     /// Enqueues a batch; returns how many requests were accepted (0 or all of them).
-    pub fn record_requests(&self, header: BatchHeader, requests: Vec<RequestRecord>) -> usize {
+    pub fn record_requests(&self, header: Arc<BatchHeader>, requests: RequestRecords) -> usize {
         let n = requests.len();
         if n == 0 {
             return 0;

@@ -5,10 +5,14 @@
 //! as they are read: a malformed field makes that field absent (a NaN, negative or non-finite
 //! duration, a negative count), a malformed record is skipped and counted; nothing is guessed.
 
+use std::sync::Arc;
+
+use compact_str::CompactString;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use smallvec::SmallVec;
 
 /// The span context of a parent, as the Python API exposes it (`SpanContext` ints).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,6 +35,13 @@ pub struct Timings {
     pub e2e: Option<f64>,
 }
 
+/// The requests of one batch: one is held inline (a call of one prompt allocates no list that the
+/// recorder thread would free).
+pub type RequestRecords = SmallVec<[RequestRecord; 1]>;
+
+/// A request's finish reasons, one per completion: inline for the usual one completion.
+pub type FinishReasons = SmallVec<[StringValue; 1]>;
+
 /// Shared by every request of one batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchHeader {
@@ -46,7 +57,9 @@ pub struct BatchHeader {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestRecord {
-    pub response_id: Option<String>,
+    /// Inline up to 24 bytes (offline request ids are short): the caller's thread allocates nothing
+    /// for it; the recorder thread, which frees the record, would otherwise free what it allocated.
+    pub response_id: Option<CompactString>,
     /// A span id the caller reserved with `new_span_context`, so others could parent to it already.
     pub span_id: Option<u64>,
     pub start_unix_nanos: u64,
@@ -54,7 +67,7 @@ pub struct RequestRecord {
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub cached_input_tokens: Option<i64>,
-    pub finish_reasons: Option<Vec<StringValue>>,
+    pub finish_reasons: Option<FinishReasons>,
     pub error_type: Option<String>,
     pub timings: Timings,
     pub attributes: Vec<KeyValue>,
@@ -189,6 +202,12 @@ pub fn parent(obj: &Bound<'_, PyAny>) -> PyResult<Option<ParentContext>> {
     Ok((ctx.trace_id != 0 && ctx.span_id != 0).then_some(ctx))
 }
 
+/// A reference-counted string: attributes are copied into every span of a batch, and a copy of
+/// these is a counter increment rather than an allocation.
+fn shared_string(s: &Bound<'_, PyString>) -> StringValue {
+    StringValue::from(Arc::<str>::from(s.to_string_lossy()))
+}
+
 fn value(obj: &Bound<'_, PyAny>) -> Option<Value> {
     // bool before int: Python's bool is an int subclass.
     if obj.is_instance_of::<PyBool>() {
@@ -198,7 +217,7 @@ fn value(obj: &Bound<'_, PyAny>) -> Option<Value> {
         return obj
             .cast::<PyString>()
             .ok()
-            .map(|s| Value::from(s.to_string_lossy().into_owned()));
+            .map(|s| Value::String(shared_string(s)));
     }
     if obj.is_instance_of::<PyInt>() {
         return obj.extract::<i64>().ok().map(Value::I64);
@@ -224,11 +243,7 @@ fn value(obj: &Bound<'_, PyAny>) -> Option<Value> {
             Some(_) => Array::String(
                 items
                     .iter()
-                    .filter_map(|i| {
-                        i.cast::<PyString>()
-                            .ok()
-                            .map(|s| s.to_string_lossy().into_owned().into())
-                    })
+                    .filter_map(|i| i.cast::<PyString>().ok().map(|s| shared_string(s)))
                     .collect(),
             ),
         }));
@@ -248,17 +263,17 @@ pub fn attributes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<KeyValue>> {
             continue;
         }
         if let (Ok(key), Some(val)) = (k.cast::<PyString>(), value(&v)) {
-            out.push(KeyValue::new(key.to_string_lossy().into_owned(), val));
+            out.push(KeyValue::new(Arc::<str>::from(key.to_string_lossy()), val));
         }
     }
     Ok(out)
 }
 
-fn finish_reasons(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<StringValue>>> {
+fn finish_reasons(obj: &Bound<'_, PyAny>) -> PyResult<Option<FinishReasons>> {
     if is_none(obj) {
         return Ok(None);
     }
-    let mut out = Vec::new();
+    let mut out = FinishReasons::new();
     for item in obj.try_iter()? {
         let item = item?;
         if let Ok(s) = item.cast::<PyString>() {
@@ -319,7 +334,7 @@ pub fn request_record(obj: &Bound<'_, PyAny>) -> PyResult<RequestRecord> {
         (None, None)
     };
     Ok(RequestRecord {
-        response_id: opt_string(&f(0)?)?,
+        response_id: opt_string(&f(0)?)?.map(CompactString::from),
         // 0 is the invalid span id: treated as "let the core assign one".
         span_id: if span_id.is_none() {
             None

@@ -271,12 +271,12 @@ impl SpanFactory {
         );
         attributes.extend(batch.base.iter().cloned());
         if let Some(id) = &request.response_id {
-            attributes.push(KeyValue::new(sc::RESPONSE_ID, id.clone()));
+            attributes.push(KeyValue::new(sc::RESPONSE_ID, id.to_string()));
         }
         if let Some(reasons) = &request.finish_reasons {
             attributes.push(KeyValue::new(
                 sc::RESPONSE_FINISH_REASONS,
-                Value::Array(Array::String(reasons.clone())),
+                Value::Array(Array::String(reasons.to_vec())),
             ));
         }
         let counts = [
@@ -370,7 +370,7 @@ mod tests {
             input_tokens: Some(12),
             output_tokens: Some(32),
             cached_input_tokens: Some(0),
-            finish_reasons: Some(vec!["length".into(), "stop".into()]),
+            finish_reasons: Some(["length".into(), "stop".into()].into_iter().collect()),
             error_type: None,
             timings: Timings {
                 time_to_first_token: Some(0.04),
