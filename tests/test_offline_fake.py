@@ -8,6 +8,7 @@ receiver, drives ``LLM`` and asserts on the decoded OTLP, field by field.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from fake_vllm.engine_core import FORWARD_S, FRONTEND_S, INGEST_S, SCHEDULE_S
 from opentelemetry import trace
+from opentelemetry.instrumentation.vllm import _offline as offline_module
 from opentelemetry.instrumentation.vllm import force_flush
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.trace import TracerProvider
@@ -284,6 +286,60 @@ def test_per_prompt_sampling_params_lora_and_priority(instrument, http_receiver)
         "vllm.request.priority": 5,
     }
     assert requests["1"].typed_attributes["gen_ai.request.top_k"] == ("double_value", 40.0)
+
+
+def test_parameters_changed_between_calls_are_recorded(instrument, http_receiver):
+    # One SamplingParams object, changed between calls: each call records the values it ran with,
+    # although the core keeps converted attributes from one call to the next.
+    instrument()
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(MODEL)
+    params = SamplingParams(temperature=0.5, max_tokens=3)
+    llm.generate(["first call"], params)
+    params.temperature = 0.25
+    params.max_tokens = 4
+    llm.generate(["second call"], params)
+    llm.generate(["third call"], params)
+    requests = exported(http_receiver).requests
+    recorded = {
+        rid: (s.attributes["gen_ai.request.temperature"], s.attributes["gen_ai.request.max_tokens"])
+        for rid, s in requests.items()
+    }
+    assert recorded == {"0": (0.5, 3), "1": (0.25, 4), "2": (0.25, 4)}
+
+
+def test_a_decorated_add_request_is_instrumented_all_the_same(instrument, http_receiver, monkeypatch):
+    # A decorator may care which arguments were passed at all, so a decorated add_request gets the
+    # generic (*args, **kwargs) replacement instead of one with its own parameters: same telemetry.
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    original = LLMEngine.add_request
+    calls = []
+
+    @functools.wraps(original)
+    def add_request(self, *args, **kwargs):
+        calls.append(sorted(kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LLMEngine, "add_request", add_request)
+    instrument()
+    assert LLMEngine.add_request.__wrapped__ is add_request
+    assert LLMEngine.add_request.__code__.co_filename == offline_module.__file__  # the generic one
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(MODEL)
+    llm.generate(["first prompt", "second prompt"], [SamplingParams(seed=7), SamplingParams(top_k=40)], priority=[0, 5])
+    assert calls == [["lora_request", "priority"]] * 2  # as vLLM passed them, nothing added
+    got = exported(http_receiver)
+    (operation,) = got.operations
+    requests = got.requests
+    assert sorted(requests) == ["0", "1"]
+    assert all(r.parent_span_id == operation.span_id for r in requests.values())
+    assert requests["0"].attributes["gen_ai.request.seed"] == 7
+    assert requests["1"].attributes["gen_ai.request.top_k"] == 40.0
+    assert requests["1"].attributes["vllm.request.priority"] == 5
+    assert operation.attributes["vllm.operation.request_count"] == 2
 
 
 @BOTH_VERSIONS

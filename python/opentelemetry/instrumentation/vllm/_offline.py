@@ -23,6 +23,7 @@ import wrapt
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
+from opentelemetry.instrumentation.vllm._forwarding import forwarding_function
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
@@ -45,6 +46,7 @@ class Operation:
         "engine_id",
         "runs_enqueued",
         "header",
+        "core_reads",
     )
 
     def __init__(self, name: str, model: str | None, parent: Any, records_requests: bool) -> None:
@@ -60,6 +62,8 @@ class Operation:
         self.runs_enqueued = False
         # The batch header of this operation's request records (see _send).
         self.header = (name, _vllm.PROVIDER_NAME, model, model, self.as_parent(), SPAN_KIND_INTERNAL, None)
+        # Whether the core reads this operation's finished outputs (registered with the header).
+        self.core_reads = False
 
     def as_parent(self) -> tuple[int, int, int, bool]:
         trace_id, span_id, flags = self.context
@@ -88,7 +92,6 @@ class OfflineInstrumentation:
         self.active = False
         self._patches = ClassPatches()
         self._pending: dict[tuple[int, str], PendingRequest] = {}
-        self._add_request_arguments: _vllm.AddRequestArguments | None = None
         self._warned_stats_off = False
         # (params, lora_request, priority, attributes) of the last request added: a batch usually
         # shares one SamplingParams object, so its attributes are read once, not per request.
@@ -137,7 +140,6 @@ class OfflineInstrumentation:
             step = _vllm.defining_class(engine, "step")
             if add_request is None or step is None:
                 return
-            self._add_request_arguments = _vllm.AddRequestArguments(engine.add_request)
             # Plain functions rather than wrapt wrappers: add_request runs for every request and step
             # for every engine step, and wrapt's call costs about 0.8 µs each here (measured), more
             # than the registration itself.
@@ -174,6 +176,7 @@ class OfflineInstrumentation:
                     current_parent(),
                     records_requests=method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS,
                 )
+                operation.core_reads = operation.records_requests and self._reader is not None
                 if method == "chat" and self.content.capture:
                     operation.conversations = _vllm.chat_conversations(args, kwargs)
                 operation.engine_id = id(engine)
@@ -213,29 +216,35 @@ class OfflineInstrumentation:
         return wrapper
 
     def _add_request_replacement(self, add_request):
-        register = self._register_request
+        register = self._registration()
+        # The usual case: a function with add_request's own parameters (see _forwarding.py).
+        forwarding = forwarding_function(add_request, register, _vllm.ADD_REQUEST_FIELDS)
+        if forwarding is not None:
+            return forwarding
+        fields = _vllm.AddRequestArguments(add_request).fields
+
+        def instrumented_add_request(engine, *args, **kwargs):
+            result = add_request(engine, *args, **kwargs)
+            register(engine, *fields(args, kwargs))
+            return result
+
+        return instrumented_add_request
+
+    def _registration(self):
+        """What add_request's replacement calls after each request vLLM accepted; it never raises."""
+        register_other = self._register_request
         current_operation = _current_operation.get
         pending = self._pending
         now_ns = _vllm.now_ns
         request_attributes = _vllm.request_attributes
-        # Where request_id, params, lora_request and priority are passed (see AddRequestArguments).
-        (rn, ri), (pn, pi), (ln, li), (qn, qi) = self._add_request_arguments.request_field_positions
 
-        def instrumented_add_request(engine, *args, **kwargs):
-            result = add_request(engine, *args, **kwargs)
-            if not self.active:
-                return result
+        def register(engine, request_id, prompt, params, lora_request, priority, prompt_text):
             operation = current_operation()
-            if operation is None or not operation.records_requests or self._reader is None:
-                register(engine, args, kwargs)  # enqueued, beam search or content capture
-                return result
-            # The common case, inline: this runs for every request (about 0.5 µs here).
+            if operation is None or not operation.core_reads or not self.active:
+                register_other(engine, request_id, prompt, params, lora_request, priority, prompt_text)
+                return
+            # The common case, inline: this runs for every request.
             try:
-                n = len(args)
-                request_id = args[ri] if ri < n else kwargs.get(rn)
-                params = args[pi] if pi < n else kwargs.get(pn)
-                lora_request = args[li] if li < n else kwargs.get(ln)
-                priority = args[qi] if qi < n else kwargs.get(qn)
                 last = self._last_attributes
                 if last is None or last[0] is not params or last[1] is not lora_request or last[2] != priority:
                     last = (params, lora_request, priority, request_attributes(params, lora_request, priority))
@@ -252,18 +261,17 @@ class OfflineInstrumentation:
                 )
             except Exception:  # noqa: BLE001
                 _logger.debug("could not register a request", exc_info=True)
-            return result
 
-        return instrumented_add_request
+        return register
 
-    def _register_request(self, instance, args, kwargs) -> None:
+    def _register_request(self, engine, request_id, prompt, params, lora_request, priority, prompt_text) -> None:
+        """Registers an enqueued request, or one whose content is captured (see _registration)."""
         try:
+            if not self.active:
+                return
             operation = _current_operation.get()
             if operation is not None and not operation.records_requests:
                 return
-            # Enqueued requests and captured content (the common case is inline in the replacement).
-            arguments = self._add_request_arguments
-            request_id, params, lora_request, priority = arguments.request_fields(args, kwargs)
             last = self._last_attributes
             if last is not None and last[0] is params and last[1] is lora_request and last[2] == priority:
                 attributes = last[3]
@@ -275,15 +283,14 @@ class OfflineInstrumentation:
                 if operation.conversations and operation.request_count < len(operation.conversations):
                     conversation = operation.conversations[operation.request_count]
                 operation.request_count += 1
-            get = arguments.get
-            self._pending[(id(instance), str(request_id))] = (
+            self._pending[(id(engine), str(request_id))] = (
                 None,  # enqueued, or content to capture: recorded by _record_finished, not the core
                 _vllm.now_ns(),
                 attributes,
                 operation,
                 operation.name if operation is not None else (_enqueue_operation.get() or "text_completion"),
                 # vLLM 0.11.1 passes the processed request as `prompt` and its text as `prompt_text`.
-                (get("prompt_text", args, kwargs) or get("prompt", args, kwargs)) if self.content.capture else None,
+                (prompt_text or prompt) if self.content.capture else None,
                 conversation,
             )
         except Exception:  # noqa: BLE001

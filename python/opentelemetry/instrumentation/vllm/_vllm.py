@@ -89,45 +89,32 @@ def model_name(engine: Any) -> str | None:
     return str(name) if name else None
 
 
-class AddRequestArguments:
-    """Positions of LLMEngine.add_request's parameters, read from its signature once."""
+# LLMEngine.add_request's parameters that the instrumentation reads, in the order its registration
+# takes them (after the engine). A name a version lacks is None (prompt_text is 0.11.1+).
+ADD_REQUEST_FIELDS = ("request_id", "prompt", "params", "lora_request", "priority", "prompt_text")
 
-    NAMES = ("request_id", "prompt", "params", "arrival_time", "lora_request", "priority", "prompt_text")
+
+class AddRequestArguments:
+    """Where LLMEngine.add_request's parameters are passed, read from its signature once: for the
+    generic replacement, used only where one with add_request's own parameters cannot be built."""
 
     def __init__(self, add_request: Any) -> None:
         try:
             parameters = list(inspect.signature(add_request).parameters)
         except (TypeError, ValueError):
-            parameters = ["self", *self.NAMES]
+            parameters = ["self", *ADD_REQUEST_FIELDS]
         if parameters and parameters[0] == "self":
             parameters = parameters[1:]
-        self.position = {name: parameters.index(name) for name in self.NAMES if name in parameters}
-
-        # For request_fields() and the shim's inline copy of it, which run for every request:
-        # (name, index) of the four fields, with an index no call reaches for a name not in the signature.
-        self.request_field_positions = tuple((name, self.position.get(name, 1 << 30)) for name in self.REQUEST_FIELDS)
-
-    REQUEST_FIELDS = ("request_id", "params", "lora_request", "priority")
-
-    def get(self, name: str, args: tuple, kwargs: dict) -> Any:
-        if name in kwargs:
-            return kwargs[name]
-        index = self.position.get(name)
-        if index is not None and index < len(args):
-            return args[index]
-        return None
-
-    def request_fields(self, args: tuple, kwargs: dict) -> tuple[Any, Any, Any, Any]:
-        """(request_id, params, lora_request, priority) of one call, as get() reads them (a valid call
-        passes each parameter either by position or by name, never both)."""
-        n = len(args)
-        (rn, ri), (pn, pi), (ln, li), (qn, qi) = self.request_field_positions
-        return (
-            args[ri] if ri < n else kwargs.get(rn),
-            args[pi] if pi < n else kwargs.get(pn),
-            args[li] if li < n else kwargs.get(ln),
-            args[qi] if qi < n else kwargs.get(qn),
+        # (name, index) of each field, with an index no call reaches for a name not in the signature.
+        self.positions = tuple(
+            (name, parameters.index(name) if name in parameters else 1 << 30) for name in ADD_REQUEST_FIELDS
         )
+
+    def fields(self, args: tuple, kwargs: dict) -> tuple:
+        """The ADD_REQUEST_FIELDS of one call (a valid call passes each parameter either by position
+        or by name, never both)."""
+        n = len(args)
+        return tuple(args[i] if i < n else kwargs.get(name) for name, i in self.positions)
 
 
 def _integer(value: Any) -> int | None:

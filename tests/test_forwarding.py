@@ -1,0 +1,131 @@
+"""The forwarding functions generated from a method's parameter list (``_forwarding.py``), which
+replace ``LLMEngine.add_request``: every argument reaches the original exactly as given, the named
+ones are reported, and signatures that cannot be forwarded faithfully are refused."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import pytest
+from opentelemetry.instrumentation.vllm._forwarding import forwarding_function
+
+SENTINEL = object()
+
+
+class Engine:
+    def add_request(self, request_id, prompt, params, arrival_time=None, lora_request=SENTINEL, *, priority=0):
+        return ("added", request_id, prompt, params, arrival_time, lora_request, priority)
+
+
+def forwarded(reported=("request_id", "params", "lora_request", "priority", "not_a_parameter")):
+    reports = []
+    function = forwarding_function(Engine.add_request, lambda *values: reports.append(values), reported)
+    assert function is not None
+    return function, reports
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        (("r1", "p", "sp"), {}),
+        (("r1", "p", "sp", 1.5, "lora"), {"priority": 3}),
+        (("r1",), {"params": "sp", "prompt": "p", "priority": -1}),
+        ((), {"request_id": "r1", "prompt": "p", "params": "sp", "lora_request": None}),
+    ],
+)
+def test_every_argument_reaches_the_original_as_given_and_the_named_ones_are_reported(args, kwargs):
+    function, reports = forwarded()
+    engine = Engine()
+    assert function(engine, *args, **kwargs) == engine.add_request(*args, **kwargs)
+    direct = inspect.signature(Engine.add_request).bind(engine, *args, **kwargs)
+    direct.apply_defaults()
+    given = direct.arguments
+    # The defaults reported are the original's own objects (a sentinel stays that sentinel).
+    assert reports == [(engine, given["request_id"], given["params"], given["lora_request"], given["priority"], None)]
+
+
+def test_the_function_has_the_original_signature_and_name():
+    function, _ = forwarded()
+    assert function.__name__ == "add_request"
+    assert str(inspect.signature(function)) == str(inspect.signature(Engine.add_request)).replace("SENTINEL", "")
+    original = inspect.signature(Engine.add_request).parameters
+    generated = inspect.signature(function).parameters
+    assert [(p.name, p.kind) for p in generated.values()] == [(p.name, p.kind) for p in original.values()]
+    assert all(generated[name].default is original[name].default for name in original)
+
+
+def test_a_wrong_call_fails_as_the_original_would_and_nothing_is_reported():
+    function, reports = forwarded()
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'params'"):
+        function(Engine(), "r1", "p")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        function(Engine(), "r1", "p", "sp", bogus=1)
+    assert reports == []
+
+
+def test_an_exception_from_the_original_passes_unchanged_and_nothing_is_reported():
+    class Refused(Exception):
+        pass
+
+    def add_request(self, request_id, params):
+        raise Refused(request_id)
+
+    reports = []
+    function = forwarding_function(add_request, lambda *values: reports.append(values), ("request_id",))
+    with pytest.raises(Refused, match="r9"):
+        function(object(), "r9", None)
+    assert reports == []
+    # A traceback says where the forwarding frame comes from.
+    with pytest.raises(Refused) as raised:
+        function(object(), "r9", None)
+    files = [str(entry.path) for entry in raised.traceback]
+    assert any(f.startswith("<opentelemetry-instrumentation-vllm forwarding ") for f in files), files
+
+
+def _decorated(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+class Refusals:
+    def var_positional(self, request_id, *args):
+        pass
+
+    def var_keyword(self, request_id, **kwargs):
+        pass
+
+    def positional_only(self, request_id, /, params):
+        pass
+
+    @_decorated
+    def decorated(self, request_id, params):
+        pass
+
+    def clashing_name(self, _otel_vllm_original):
+        pass
+
+    @staticmethod
+    def keyword_only_first(*, request_id):
+        pass
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        Refusals.var_positional,
+        Refusals.var_keyword,
+        Refusals.positional_only,
+        Refusals.decorated,
+        Refusals.clashing_name,
+        Refusals.keyword_only_first,
+        len,  # a builtin
+        functools.partial(Engine.add_request, None),
+    ],
+    ids=lambda o: getattr(o, "__name__", type(o).__name__),
+)
+def test_signatures_that_cannot_be_forwarded_faithfully_are_refused(original):
+    assert forwarding_function(original, print, ("request_id",)) is None
