@@ -31,6 +31,7 @@ use smallvec::SmallVec;
 
 use crate::diagnostics::{self, Counters};
 use crate::records::{self, BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
+use crate::spans;
 use crate::state;
 
 /// What one read returns for a field: absent is a value (None / missing attribute); `Unclean` means
@@ -176,10 +177,9 @@ impl Conversions {
         let mut converted = records::batch_header(header)?;
         if let Some(dict) = attributes {
             let own = records::attributes(dict)?;
-            converted
-                .attributes
-                .retain(|kv| !own.iter().any(|o| o.key == kv.key));
-            converted.attributes.extend(own);
+            let mut merged = Vec::with_capacity(converted.attributes.len() + own.len());
+            spans::merge_attributes(&mut merged, &converted.attributes, &own);
+            converted.attributes = merged;
         }
         let converted = Arc::new(converted);
         self.batch = Some((

@@ -55,7 +55,11 @@ fn error_status(error_type: Option<&str>) -> Status {
 
 /// Appends caller-supplied attributes keeping keys unique (OTLP requires it): the attributes the
 /// core sets win, and a request's own attributes win over its batch's.
-fn merge_attributes(attributes: &mut Vec<KeyValue>, batch: &[KeyValue], request: &[KeyValue]) {
+pub(crate) fn merge_attributes(
+    attributes: &mut Vec<KeyValue>,
+    batch: &[KeyValue],
+    request: &[KeyValue],
+) {
     let own = attributes.len();
     let taken =
         |attrs: &[KeyValue], key: &opentelemetry::Key| attrs.iter().any(|kv| &kv.key == key);

@@ -241,9 +241,10 @@ class OfflineInstrumentation:
         def register(engine, request_id, prompt, params, lora_request, priority, prompt_text):
             operation = current_operation()
             if operation is None or not operation.core_reads or not self.active:
-                register_other(engine, request_id, prompt, params, lora_request, priority, prompt_text)
+                register_other(operation, engine, request_id, prompt, params, lora_request, priority, prompt_text)
                 return
-            # The common case, inline: this runs for every request.
+            # The common case, inline: this runs for every request (the attribute lookup is
+            # _register_request's, copied here to save a call per request).
             try:
                 last = self._last_attributes
                 if last is None or last[0] is not params or last[1] is not lora_request or last[2] != priority:
@@ -264,12 +265,14 @@ class OfflineInstrumentation:
 
         return register
 
-    def _register_request(self, engine, request_id, prompt, params, lora_request, priority, prompt_text) -> None:
-        """Registers an enqueued request, or one whose content is captured (see _registration)."""
+    def _register_request(
+        self, operation, engine, request_id, prompt, params, lora_request, priority, prompt_text
+    ) -> None:
+        """Registers an enqueued request (operation None), or one of an operation whose outputs the
+        shim reads itself (see _registration)."""
         try:
             if not self.active:
                 return
-            operation = _current_operation.get()
             if operation is not None and not operation.records_requests:
                 return
             last = self._last_attributes
