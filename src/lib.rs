@@ -15,6 +15,7 @@ pub mod ids;
 pub mod metrics;
 pub mod otlp_span_encoder;
 pub mod output_reader;
+pub mod pending_requests;
 pub mod pipeline;
 pub mod records;
 pub mod semconv;
@@ -292,6 +293,8 @@ mod _core {
     };
     #[pymodule_export]
     use crate::output_reader::OutputReader;
+    #[pymodule_export]
+    use crate::pending_requests::{CoreOperation, PendingRequests};
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

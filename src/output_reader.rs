@@ -29,9 +29,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
-use crate::diagnostics::{self, Counters};
-use crate::records::{self, BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
-use crate::spans;
+use crate::pending_requests::PendingRequests;
+use crate::records::{BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
 use crate::state;
 
 /// What one read returns for a field: absent is a value (None / missing attribute); `Unclean` means
@@ -137,59 +136,17 @@ fn difference(later: f64, earlier: f64) -> Option<f64> {
     (later >= earlier).then_some(later - earlier)
 }
 
-/// What the reader keeps from one read to the next, so that a call of one prompt (one output per
-/// read) does not convert again what the previous call's did: the last batch header, with the
-/// attribute dict of its requests folded in, and the finish reasons seen. Each entry holds the
-/// Python objects it was converted from, so that their identity cannot be reused by others. The
-/// shim never changes a header or attribute dict it has handed over (a dict to change is copied
-/// first), so the same objects mean the same content.
+/// What the reader keeps from one read to the next: the finish reasons seen, each with the Python
+/// string it was converted from (held, so that its identity cannot be reused by another).
 #[derive(Default)]
 struct Conversions {
-    batch: Option<ConvertedBatch>,
     reasons: Vec<(Py<PyString>, StringValue)>,
 }
-
-/// (header, attribute dict, the two converted into one header).
-type ConvertedBatch = (Py<PyAny>, Option<Py<PyAny>>, Arc<BatchHeader>);
 
 /// At most this many finish reasons are kept per reader (vLLM has five).
 const MAX_KEPT_REASONS: usize = 16;
 
 impl Conversions {
-    /// The header of a batch whose requests share one attribute dict: the requests' attributes
-    /// become the header's (a request's own attributes win over its batch's, as in `spans.rs`), so
-    /// that records carry none and the caller's thread copies nothing per request.
-    fn batch(
-        &mut self,
-        header: &Bound<'_, PyAny>,
-        attributes: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Arc<BatchHeader>> {
-        if let Some((kept_header, kept_attributes, converted)) = &self.batch {
-            let same_attributes = match (kept_attributes, attributes) {
-                (None, None) => true,
-                (Some(kept), Some(dict)) => kept.is(dict),
-                _ => false,
-            };
-            if same_attributes && kept_header.is(header) {
-                return Ok(converted.clone());
-            }
-        }
-        let mut converted = records::batch_header(header)?;
-        if let Some(dict) = attributes {
-            let own = records::attributes(dict)?;
-            let mut merged = Vec::with_capacity(converted.attributes.len() + own.len());
-            spans::merge_attributes(&mut merged, &converted.attributes, &own);
-            converted.attributes = merged;
-        }
-        let converted = Arc::new(converted);
-        self.batch = Some((
-            header.clone().unbind(),
-            attributes.map(|a| a.clone().unbind()),
-            converted.clone(),
-        ));
-        Ok(converted)
-    }
-
     fn reason(&mut self, reason: &Bound<'_, PyString>) -> StringValue {
         if let Some((_, value)) = self.reasons.iter().find(|(kept, _)| kept.is(reason)) {
             return value.clone();
@@ -310,30 +267,23 @@ impl OutputReader {
         }
     }
 
-    /// Records the finished outputs of one step whose pending entry the core can take, and
-    /// returns the outputs left to the shim: those not of the usual shape, and those whose pending
-    /// entry has no header (unfinished outputs and outputs without an entry are neither).
-    ///
-    /// `pending` maps `(engine_key, request_id)` to the shim's pending tuple, whose first three
-    /// items are (batch header or None, start time in ns, attributes dict or None); an entry is
-    /// removed when its output is recorded here. A None header means "the shim records this one".
+    /// Records the finished outputs of one step whose request is registered in `requests`, and
+    /// returns the other finished outputs, which are the shim's: those of requests it registered
+    /// itself, and those of an unusual shape, whose entry is handed into the shim's `pending` dict
+    /// (see `PendingRequests`). Unfinished outputs are neither.
     fn record_finished<'py>(
         &self,
         py: Python<'py>,
         outputs: &Bound<'py, PyList>,
+        requests: &Bound<'py, PendingRequests>,
         pending: &Bound<'py, PyDict>,
-        engine_key: &Bound<'py, PyAny>,
+        engine_key: usize,
         end_ns: u64,
     ) -> PyResult<Leftovers<'py>> {
         let leftovers = PyList::empty(py);
-        // Records grouped by (header, attribute dict): a group's requests share both.
-        type Group<'py> = (
-            (usize, usize),
-            Bound<'py, PyAny>,
-            Option<Bound<'py, PyAny>>,
-            RequestRecords,
-        );
-        let mut groups: SmallVec<[Group<'py>; 2]> = SmallVec::new();
+        let requests = requests.get();
+        // Records grouped by their header (one per operation and parameters object).
+        let mut groups: SmallVec<[(Arc<BatchHeader>, RequestRecords); 2]> = SmallVec::new();
         // A getattr can run Python code, and with it another thread's read of this reader: that
         // one must not wait for this lock (it holds the GIL this thread needs), so it converts
         // afresh instead.
@@ -344,42 +294,43 @@ impl OutputReader {
             None => &mut fresh,
         };
         for output in outputs.iter() {
-            match self.finished_request(py, &output, pending, engine_key, end_ns, conversions) {
-                Ok(None) => {}
-                Ok(Some((key, header, attributes, record))) => {
-                    // Python code run by a getattr above may have let another thread record it.
-                    if pending.del_item(key).is_err() {
-                        continue;
-                    }
-                    let id = (
-                        header.as_ptr() as usize,
-                        attributes.as_ref().map_or(0, |a| a.as_ptr() as usize),
-                    );
-                    match groups.iter_mut().find(|g| g.0 == id) {
-                        Some(group) => group.3.push(record),
+            let request_id = match self.finished_request_id(&output) {
+                Ok(None) => continue,
+                Ok(Some(request_id)) => request_id,
+                Err(Unclean) => {
+                    leftovers.append(output)?;
+                    continue;
+                }
+            };
+            let Ok(request_id) = request_id.to_str() else {
+                leftovers.append(output)?;
+                continue;
+            };
+            let Some(entry) = requests.take(engine_key, request_id) else {
+                leftovers.append(output)?;
+                continue;
+            };
+            match self.read_record(&output, request_id, entry.added_ns, end_ns, conversions) {
+                Ok(record) => {
+                    let header = &entry.parameters.header;
+                    match groups.iter_mut().find(|g| Arc::ptr_eq(&g.0, header)) {
+                        Some(group) => group.1.push(record),
                         None => {
                             let mut records = RequestRecords::with_capacity(outputs.len());
                             records.push(record);
-                            groups.push((id, header, attributes, records));
+                            groups.push((header.clone(), records));
                         }
                     }
                 }
-                Err(Unclean) => leftovers.append(output)?,
+                Err(Unclean) => {
+                    entry.hand_to_shim(py, engine_key, request_id, pending)?;
+                    leftovers.append(output)?;
+                }
             }
         }
-        let pipeline = state::current();
-        for (_, header, attributes, requests) in groups {
-            let Some(pipeline) = &pipeline else { break };
-            match conversions.batch(&header, attributes.as_ref()) {
-                Ok(header) => {
-                    pipeline.record_requests(header, requests);
-                }
-                Err(_) => {
-                    Counters::add(&pipeline.counters.records_invalid, requests.len() as u64);
-                    diagnostics::warn("invalid_record", || {
-                        "skipped a batch with a malformed header or attributes".to_string()
-                    });
-                }
+        if let Some(pipeline) = state::current() {
+            for (header, requests) in groups {
+                pipeline.record_requests(header, requests);
             }
         }
         Ok(leftovers)
@@ -395,22 +346,19 @@ impl OutputReader {
         start_ns: u64,
         end_ns: u64,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Ok(Field::Present(request_id)) = self.request_id.read(output) else {
+        let Ok(Some(request_id)) = self.finished_request_id(output) else {
             return Ok(None);
         };
-        let engine_key = 0i64.into_pyobject(py)?.into_any();
-        let pending = PyDict::new(py);
-        let entry = (true, start_ns, py.None()); // any header but None
-        pending.set_item((&engine_key, &request_id), entry)?;
-        let read = self.finished_request(
-            py,
+        let Ok(request_id) = request_id.to_str() else {
+            return Ok(None);
+        };
+        let Ok(r) = self.read_record(
             output,
-            &pending,
-            &engine_key,
+            request_id,
+            start_ns,
             end_ns,
             &mut Conversions::default(),
-        );
-        let Ok(Some((_, _, _, r))) = read else {
+        ) else {
             return Ok(None);
         };
         let t = &r.timings;
@@ -443,24 +391,12 @@ impl OutputReader {
     }
 }
 
-type Finished<'py> = (
-    Bound<'py, PyTuple>,
-    Bound<'py, PyAny>,
-    Option<Bound<'py, PyAny>>,
-    RequestRecord,
-);
-
 impl OutputReader {
-    /// `Ok(None)`: not finished, or no pending entry (nothing to record). `Err`: the shim's.
-    fn finished_request<'py>(
+    /// The request id of a finished output; `Ok(None)` when it is not finished. `Err`: the shim's.
+    fn finished_request_id<'py>(
         &self,
-        py: Python<'py>,
         output: &Bound<'py, PyAny>,
-        pending: &Bound<'py, PyDict>,
-        engine_key: &Bound<'py, PyAny>,
-        end_ns: u64,
-        conversions: &mut Conversions,
-    ) -> Read<Option<Finished<'py>>> {
+    ) -> Read<Option<Bound<'py, PyString>>> {
         match self.finished.read(output)? {
             Field::Present(v) if v.is_exact_instance_of::<PyBool>() => {
                 if !v.is_truthy().map_err(|_| Unclean)? {
@@ -470,22 +406,23 @@ impl OutputReader {
             Field::Absent => return Ok(None),
             Field::Present(_) => return Err(Unclean),
         }
-        let request_id = match self.request_id.read(output)? {
-            Field::Present(v) if v.is_exact_instance_of::<PyString>() => v,
-            _ => return Err(Unclean),
-        };
-        let key =
-            PyTuple::new(py, [engine_key.clone(), request_id.clone()]).map_err(|_| Unclean)?;
-        let Some(entry) = pending.get_item(&key).map_err(|_| Unclean)? else {
-            return Ok(None);
-        };
-        let entry = entry.cast_into::<PyTuple>().map_err(|_| Unclean)?;
-        let item = |i| entry.get_item(i).map_err(|_| Unclean);
-        let header = item(0)?;
-        if header.is_none() {
-            return Err(Unclean);
+        match self.request_id.read(output)? {
+            Field::Present(v) if v.is_exact_instance_of::<PyString>() => {
+                Ok(Some(v.cast_into::<PyString>().map_err(|_| Unclean)?))
+            }
+            _ => Err(Unclean),
         }
-        let attributes = Some(item(2)?).filter(|a| !a.is_none());
+    }
+
+    /// The record of a finished output whose request was added at `added_ns`.
+    fn read_record(
+        &self,
+        output: &Bound<'_, PyAny>,
+        request_id: &str,
+        added_ns: u64,
+        end_ns: u64,
+        conversions: &mut Conversions,
+    ) -> Read<RequestRecord> {
         if matches!(self.error.read(output)?, Field::Present(_)) {
             return Err(Unclean);
         }
@@ -493,20 +430,10 @@ impl OutputReader {
         let input_tokens = optional_length(self.prompt_token_ids.read(output)?)?;
         let (output_tokens, finish_reasons) = self.completions(output, conversions)?;
         let cached_input_tokens = optional_count(self.cached_tokens.read(output)?)?;
-        let record = RequestRecord {
-            response_id: Some(CompactString::from(
-                request_id
-                    .cast::<PyString>()
-                    .map_err(|_| Unclean)?
-                    .to_string_lossy(),
-            )),
+        Ok(RequestRecord {
+            response_id: Some(CompactString::from(request_id)),
             span_id: None,
-            // add_request's time only where vLLM gave no arrival (converting it costs more than
-            // every other field: time_ns() is a two-digit Python int).
-            start_unix_nanos: match start {
-                Some(start) => start,
-                None => item(1)?.extract().map_err(|_| Unclean)?,
-            },
+            start_unix_nanos: start.unwrap_or(added_ns),
             end_unix_nanos: end_ns,
             input_tokens,
             output_tokens,
@@ -517,8 +444,7 @@ impl OutputReader {
             attributes: Vec::new(),
             own_parent: None,
             trace_id: None,
-        };
-        Ok(Some((key, header, attributes, record)))
+        })
     }
 
     /// (start from the stats' wall-clock arrival, timings); all absent without stats.

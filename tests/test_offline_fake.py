@@ -644,6 +644,78 @@ def test_aborted_requests(instrument, http_receiver):
     assert requests["2"].span.end_time_unix_nano <= operation.span.end_time_unix_nano
 
 
+def test_a_request_the_core_does_not_read_is_recorded_by_the_shim_within_its_operation(instrument, http_receiver):
+    # A preempted request's stats count the preemption, an attribute only the shim adds: the core's
+    # reader hands that request back (its operation, parameters and add time) and the shim records
+    # it field by field, in the same operation, beside the requests the core recorded.
+    instrumentor = instrument()
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(MODEL)
+    llm.llm_engine.engine_core.preempt_at_step(1, ["1"])
+    params = SamplingParams(temperature=0.5, seed=7, max_tokens=3, ignore_eos=True)
+    outputs = llm.generate(["a b", "c d", "e f"], params)
+    assert [o.metrics.num_preemptions for o in outputs] == [0, 1, 0]
+    got = exported(http_receiver)
+
+    (operation,) = got.operations
+    assert operation.attributes["vllm.operation.request_count"] == 3
+    requests = got.requests
+    assert sorted(requests) == ["0", "1", "2"]
+    for output in outputs:
+        span = requests[output.request_id]
+        assert span.trace_id == operation.trace_id
+        assert span.parent_span_id == operation.span_id
+        assert span.span.start_time_unix_nano == int(output.metrics.arrival_time * 1e9)
+        attributes = span.attributes
+        attributes.pop("gen_ai.latency.e2e")
+        preemptions = {"vllm.request.num_preemptions": 1} if output.request_id == "1" else {}
+        assert attributes == {
+            **base_attributes(),
+            "gen_ai.response.id": output.request_id,
+            **usage_of(output),
+            **timings_of(output.metrics),
+            "gen_ai.request.temperature": 0.5,
+            "gen_ai.request.top_p": 1.0,
+            "gen_ai.request.frequency_penalty": 0.0,
+            "gen_ai.request.presence_penalty": 0.0,
+            "gen_ai.request.seed": 7,
+            "gen_ai.request.max_tokens": 3,
+            **preemptions,
+        }
+    assert got.count("gen_ai.server.request.duration") == 3
+    # Nothing is left behind in either store.
+    assert instrumentor._offline._pending == {}
+    assert len(instrumentor._offline._requests) == 0
+
+
+def test_nothing_is_left_pending_after_calls_that_fail_or_abort(instrument, http_receiver):
+    instrumentor = instrument()
+    from vllm import LLM, SamplingParams
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    llm = LLM(MODEL, max_num_seqs=2)
+    core = llm.llm_engine.engine_core
+    core.abort_at_step(2, ["1"], reported=False)
+    llm.generate(["a", "b", "c"], SamplingParams(max_tokens=4, ignore_eos=True))
+    # Steps +1 to +3 finish "3" and "4" (3 tokens each); step +4 raises while "5" and "6" run.
+    core.raise_at_step(core.steps + 4, EngineDeadError("EngineCore encountered an issue"))
+    with pytest.raises(EngineDeadError):
+        llm.generate(["d", "e", "f", "g"], SamplingParams(max_tokens=3, ignore_eos=True))
+    assert instrumentor._offline._pending == {}
+    assert len(instrumentor._offline._requests) == 0
+    requests = exported(http_receiver).requests
+    assert {rid: s.attributes.get("error.type") for rid, s in requests.items()} == {
+        "0": None,
+        "1": "aborted",
+        "2": None,
+        "3": None,
+        "4": None,
+        "5": "EngineDeadError",
+        "6": "EngineDeadError",
+    }
+
+
 def test_wait_for_completion_error_ends_the_enqueued_requests(instrument, http_receiver):
     instrument()
     from vllm import LLM, SamplingParams

@@ -130,6 +130,7 @@ class FakeEngineCore:
         self._seen_prompts: set[tuple[int, ...]] = set()
         self._raise_at: tuple[int, BaseException] | None = None
         self._abort_at: dict[int, tuple[set[str], bool]] = {}
+        self._preempt_at: dict[int, set[str]] = {}
         self.forward_delay_s = 0.0  # real sleep per step, to interleave threads
 
     # -- test controls
@@ -143,6 +144,11 @@ class FakeEngineCore:
         finish_reason "abort"; otherwise they vanish without an output, as LLMEngine.abort_request
         does."""
         self._abort_at[step] = (set(request_ids), reported)
+
+    def preempt_at_step(self, step: int, request_ids: list[str]) -> None:
+        """At the ``step``-th step the running requests are preempted once (vLLM frees their KV cache
+        and recomputes them later): their stats count it in num_preemptions."""
+        self._preempt_at[step] = set(request_ids)
 
     # -- what LLMEngine calls
 
@@ -203,6 +209,11 @@ class FakeEngineCore:
                 if sequence.stats is not None:
                     sequence.stats.scheduled_ts = self.clock
             self.running.append(request)
+        for request in self.running:
+            if request.request_id in self._preempt_at.get(self.steps, ()):
+                for sequence in request.sequences:
+                    if sequence.stats is not None:
+                        sequence.stats.num_preemptions += 1
         self.clock += FORWARD_S
         for request in list(self.running):
             if not request.pooling:

@@ -158,6 +158,8 @@ def no_pending_requests(instrumentor: Any) -> Iterator[None]:
     offline = getattr(instrumentor, "_offline", None)
     pending = dict(getattr(offline, "_pending", {}) or {})
     assert not pending, f"requests left registered after the call returned: {list(pending)}"
+    kept_by_the_core = getattr(offline, "_requests", None)
+    assert kept_by_the_core is None or len(kept_by_the_core) == 0, "requests left in the core's store"
 
 
 class Call:

@@ -109,8 +109,8 @@ def test_the_core_reads_real_outputs_itself(llm, instrumentor, telemetry, call):
     calls = []
 
     class CountingReader:
-        def record_finished(self, outputs, pending, engine_key, end_ns):
-            left = reader.record_finished(outputs, pending, engine_key, end_ns)
+        def record_finished(self, outputs, *arguments):
+            left = reader.record_finished(outputs, *arguments)
             calls.append((len(outputs), [o.request_id for o in left]))
             return left
 
@@ -122,6 +122,9 @@ def test_the_core_reads_real_outputs_itself(llm, instrumentor, telemetry, call):
         offline._reader = reader
     assert sum(n for n, _ in calls) >= len(PROMPTS), calls
     assert all(not left for _, left in calls), f"outputs left to the shim: {calls}"
+    # The core kept the requests (add_request's replacement registered them there) and took them all.
+    assert offline._pending == {}
+    assert len(offline._requests) == 0
     telemetry.flush()
     spans = telemetry.spans_in_trace(c.trace_id)
     assert sorted(by_response_id(spans)) == sorted(o.request_id for o in outputs)

@@ -140,10 +140,16 @@ class OutputReader:
         inference: tuple[str, str],
     ) -> None: ...
     def record_finished(
-        self, outputs: list[Any], pending: dict[tuple[int, str], tuple], engine_key: int, end_ns: int
+        self,
+        outputs: list[Any],
+        requests: PendingRequests,
+        pending: dict[tuple[int, str], tuple],
+        engine_key: int,
+        end_ns: int,
     ) -> list[Any]:
-        """Records the finished outputs whose pending entry (header, start_ns, attributes, ...) has a
-        header; returns the outputs left to the shim (unusual shapes, or a None header)."""
+        """Records the finished outputs of the requests kept in ``requests``; returns the other
+        finished outputs, the shim's: those of its own requests, and those of an unusual shape, whose
+        entry is handed into ``pending`` in the shim's layout."""
     def record_of(self, output: Any, start_ns: int, end_ns: int) -> RequestRecord | None:
         """For tests: the record this reader would build, attributes None; None where it would leave the output."""
 
@@ -155,3 +161,36 @@ def latency_percentiles() -> list[LatencyPercentiles]: ...
 def latency_summary() -> str: ...
 def latency_summary_at_exit() -> bool: ...
 def _after_fork_child() -> None: ...
+
+class CoreOperation:
+    """One instrumented LLM call whose outputs the core reads (see ``src/pending_requests.rs``)."""
+
+    def __init__(self, operation: Any, name: str, header: BatchHeader) -> None: ...
+    @property
+    def request_count(self) -> int: ...
+
+class PendingRequests:
+    """The requests the core will read when they finish, registered by add_request's replacement."""
+
+    def __init__(
+        self,
+        current_operation: Callable[[], CoreOperation | None],
+        register_otherwise: Callable[..., None],
+        now_ns: Callable[[], int],
+        request_attributes: Callable[[Any, Any, Any], dict[str, Any]],
+    ) -> None: ...
+    def register(
+        self,
+        engine: Any,
+        request_id: Any,
+        prompt: Any,
+        params: Any,
+        lora_request: Any,
+        priority: Any,
+        prompt_text: Any,
+    ) -> None:
+        """Keeps a request of the current core operation; any other goes to ``register_otherwise``."""
+    def release(self, operation: CoreOperation, pending: dict[tuple[int, str], tuple]) -> int:
+        """Hands the operation's unfinished requests into ``pending``; returns its request count."""
+    def deactivate(self) -> None: ...
+    def __len__(self) -> int: ...

@@ -5,7 +5,9 @@
   encode) is not a second one.
 - ``LLMEngine.add_request`` remembers, per request id, the operation and the request parameters;
   ``LLMEngine.step`` hands the requests that finished in that step to the core, once per step.
-  Python touches each request twice (add, finish), never per token.
+  Python touches each request twice (add, finish), never per token. For a call whose outputs the
+  core reads (no content to capture), the core also keeps the request (``_core.PendingRequests``):
+  add_request's replacement calls it directly, and the shim's own dict holds only the others.
 - ``LLM.__init__`` turns vLLM's per-request stats on unless the user turned them off, because
   TTFT, TPOT, queue, prefill and decode come only from them.
 
@@ -62,7 +64,8 @@ class Operation:
         self.runs_enqueued = False
         # The batch header of this operation's request records (see _send).
         self.header = (name, _vllm.PROVIDER_NAME, model, model, self.as_parent(), SPAN_KIND_INTERNAL, None)
-        # Whether the core reads this operation's finished outputs (registered with the header).
+        # Whether the core reads this operation's finished outputs (its requests are registered in
+        # the core, see _core.PendingRequests).
         self.core_reads = False
 
     def as_parent(self) -> tuple[int, int, int, bool]:
@@ -70,12 +73,12 @@ class Operation:
         return (trace_id, span_id, flags, False)
 
 
-# What add_request knew about a request, kept until it finishes: a plain tuple (the cheapest thing
-# to build per request, and the core reads its first three items, see _core.OutputReader):
-#   (batch header, or None when this shim records the request itself; add_request's time in ns;
-#    request attributes; operation or None (enqueued); operation name; prompt; conversation)
+# What add_request knew about a request the shim records itself, kept until it finishes (the core
+# hands its own entries over in this layout too, see _core.PendingRequests):
+#   (add_request's time in ns; request attributes; operation or None (enqueued); operation name;
+#    prompt; conversation)
 PendingRequest = tuple
-ADDED_NS, ATTRIBUTES, OPERATION, OPERATION_NAME = 1, 2, 3, 4  # positions read outside unpacking
+ADDED_NS, ATTRIBUTES, OPERATION, OPERATION_NAME = 0, 1, 2, 3  # positions read outside unpacking
 
 
 _current_operation: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
@@ -84,6 +87,9 @@ _current_operation: contextvars.ContextVar[Operation | None] = contextvars.Conte
 _enqueue_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "otel_vllm_enqueue_operation", default=None
 )
+# The current operation's counterpart in the core, while an operation whose outputs the core reads runs:
+# the core's registration of a request reads it (one call, no attribute of the operation).
+_core_operation: contextvars.ContextVar[Any] = contextvars.ContextVar("otel_vllm_core_operation", default=None)
 
 
 class OfflineInstrumentation:
@@ -93,11 +99,13 @@ class OfflineInstrumentation:
         self._patches = ClassPatches()
         self._pending: dict[tuple[int, str], PendingRequest] = {}
         self._warned_stats_off = False
-        # (params, lora_request, priority, attributes) of the last request added: a batch usually
+        # (params, lora_request, priority, attributes) of the last request added here: a batch usually
         # shares one SamplingParams object, so its attributes are read once, not per request.
         self._last_attributes: tuple | None = None
         # The core reads finished outputs itself unless content is captured (that needs Python).
         self._reader = None if content.capture else _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
+        # The requests the core reads, made when add_request is patched (with the clock of then).
+        self._requests: Any = None
 
     # ---- patching ---------------------------------------------------------------------------
 
@@ -113,6 +121,9 @@ class OfflineInstrumentation:
         self.active = False
         self._patches.remove_all()
         self._pending.clear()
+        if self._requests is not None:
+            self._requests.deactivate()
+            self._requests = None
 
     def _patch_llm_module(self, module: Any) -> None:
         if not self.active:
@@ -176,7 +187,9 @@ class OfflineInstrumentation:
                     current_parent(),
                     records_requests=method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS,
                 )
-                operation.core_reads = operation.records_requests and self._reader is not None
+                operation.core_reads = (
+                    operation.records_requests and self._reader is not None and self._requests is not None
+                )
                 if method == "chat" and self.content.capture:
                     operation.conversations = _vllm.chat_conversations(args, kwargs)
                 operation.engine_id = id(engine)
@@ -188,6 +201,14 @@ class OfflineInstrumentation:
             if operation is None:
                 return wrapped(*args, **kwargs)
             self._last_attributes = None  # parameters may have been changed between calls
+            core = None
+            core_token = None
+            if operation.core_reads:
+                try:
+                    core = _core.CoreOperation(operation, operation.name, operation.header)
+                    core_token = _core_operation.set(core)
+                except Exception:  # noqa: BLE001
+                    _logger.debug("could not start an operation in the core", exc_info=True)
             token = _current_operation.set(operation)
             error_type = None
             try:
@@ -197,8 +218,10 @@ class OfflineInstrumentation:
                 raise
             finally:
                 _current_operation.reset(token)
+                if core_token is not None:
+                    _core_operation.reset(core_token)
                 try:
-                    self._end_operation(operation, error_type)
+                    self._end_operation(operation, core, error_type)
                 except Exception:  # noqa: BLE001
                     _logger.debug("could not record an operation span", exc_info=True)
 
@@ -216,7 +239,12 @@ class OfflineInstrumentation:
         return wrapper
 
     def _add_request_replacement(self, add_request):
-        register = self._registration()
+        if self._reader is not None and self._requests is None:
+            # The clock is the one of now, as everywhere the shim reads it (tests replace it first).
+            self._requests = _core.PendingRequests(
+                _core_operation.get, self._register_request, _vllm.now_ns, _vllm.request_attributes
+            )
+        register = self._requests.register if self._requests is not None else self._register_request
         # The usual case: a function with add_request's own parameters (see _forwarding.py).
         forwarding = forwarding_function(add_request, register, _vllm.ADD_REQUEST_FIELDS)
         if forwarding is not None:
@@ -230,49 +258,14 @@ class OfflineInstrumentation:
 
         return instrumented_add_request
 
-    def _registration(self):
-        """What add_request's replacement calls after each request vLLM accepted; it never raises."""
-        register_other = self._register_request
-        current_operation = _current_operation.get
-        pending = self._pending
-        now_ns = _vllm.now_ns
-        request_attributes = _vllm.request_attributes
-
-        def register(engine, request_id, prompt, params, lora_request, priority, prompt_text):
-            operation = current_operation()
-            if operation is None or not operation.core_reads or not self.active:
-                register_other(operation, engine, request_id, prompt, params, lora_request, priority, prompt_text)
-                return
-            # The common case, inline: this runs for every request (the attribute lookup is
-            # _register_request's, copied here to save a call per request).
-            try:
-                last = self._last_attributes
-                if last is None or last[0] is not params or last[1] is not lora_request or last[2] != priority:
-                    last = (params, lora_request, priority, request_attributes(params, lora_request, priority))
-                    self._last_attributes = last
-                operation.request_count += 1
-                pending[(id(engine), str(request_id))] = (
-                    operation.header,
-                    now_ns(),
-                    last[3],
-                    operation,
-                    operation.name,
-                    None,
-                    None,
-                )
-            except Exception:  # noqa: BLE001
-                _logger.debug("could not register a request", exc_info=True)
-
-        return register
-
-    def _register_request(
-        self, operation, engine, request_id, prompt, params, lora_request, priority, prompt_text
-    ) -> None:
-        """Registers an enqueued request (operation None), or one of an operation whose outputs the
-        shim reads itself (see _registration)."""
+    def _register_request(self, engine, request_id, prompt, params, lora_request, priority, prompt_text) -> None:
+        """Registers, after vLLM accepted it, a request the core does not keep: an enqueued one, one of
+        an operation whose outputs the shim reads itself (content captured), or one the core could
+        not register. Never raises."""
         try:
             if not self.active:
                 return
+            operation = _current_operation.get()
             if operation is not None and not operation.records_requests:
                 return
             last = self._last_attributes
@@ -287,7 +280,6 @@ class OfflineInstrumentation:
                     conversation = operation.conversations[operation.request_count]
                 operation.request_count += 1
             self._pending[(id(engine), str(request_id))] = (
-                None,  # enqueued, or content to capture: recorded by _record_finished, not the core
                 _vllm.now_ns(),
                 attributes,
                 operation,
@@ -302,7 +294,7 @@ class OfflineInstrumentation:
     def _step_replacement(self, step):
         def instrumented_step(engine, *args, **kwargs):
             outputs = step(engine, *args, **kwargs)
-            if self._pending and outputs:
+            if outputs and (self._pending or self._requests):
                 try:
                     self._record_finished(engine, outputs)
                 except Exception:  # noqa: BLE001
@@ -317,10 +309,11 @@ class OfflineInstrumentation:
         end_ns = _vllm.now_ns()
         end_wall = end_ns / 1e9
         engine_id = id(engine)
-        if self._reader is not None and type(outputs) is list:
-            # The core records the outputs of the usual shape and leaves the others to the loop below.
-            outputs = self._reader.record_finished(outputs, self._pending, engine_id, end_ns)
-            if not outputs:
+        if self._requests is not None and type(outputs) is list:
+            # The core records the outputs of the requests it keeps, if of the usual shape, and leaves
+            # the others to the loop below (handing the entries of unusual ones into self._pending).
+            outputs = self._reader.record_finished(outputs, self._requests, self._pending, engine_id, end_ns)
+            if not outputs or not self._pending:
                 return
         groups: dict[tuple[int, str], tuple[Operation | None, str, list]] = {}
         current = _current_operation.get()
@@ -331,7 +324,7 @@ class OfflineInstrumentation:
             pending = self._pending.pop((engine_id, request_id), None)
             if pending is None:
                 continue
-            _, added_ns, attributes, operation, operation_name, prompt, conversation = pending
+            added_ns, attributes, operation, operation_name, prompt, conversation = pending
             if operation is None and current is not None:
                 # An enqueued request run by this call (wait_for_completion, or generate after enqueue).
                 operation = current
@@ -393,30 +386,13 @@ class OfflineInstrumentation:
         header = (name, _vllm.PROVIDER_NAME, model, model, parent, SPAN_KIND_INTERNAL, None)
         _core.record_requests(header, records)
 
-    def _end_operation(self, operation: Operation, error_type: str | None) -> None:
+    def _end_operation(self, operation: Operation, core: Any, error_type: str | None) -> None:
         end_ns = _vllm.now_ns()
-        # Requests of this operation that never finished (vLLM raised, or aborted them): their
-        # spans end now with the error; nothing is recorded for what vLLM did not report.
-        # A snapshot: other threads add requests meanwhile. dict.copy() runs without releasing the
-        # GIL, where list(d.items()) can be interrupted by the garbage collector running Python code
-        # and fail with "dictionary changed size during iteration". The enqueued requests a failed
-        # wait_for_completion was running end with it too.
-        leftovers = [
-            key
-            for key, p in self._pending.copy().items()
-            if p[OPERATION] is operation
-            or (operation.runs_enqueued and p[OPERATION] is None and key[0] == operation.engine_id)
-        ]
-        records = []
-        for key in leftovers:
-            pending = self._pending.pop(key, None)
-            if pending is None:
-                continue  # another thread's step finished and recorded it meanwhile
-            records.append(
-                _bare_record(key[1], pending[ADDED_NS], pending[ATTRIBUTES], end_ns, error_type or "aborted")
-            )
-        if records:
-            self._send(operation, operation.name, operation.model, records)
+        if core is not None:
+            # The core's unfinished requests of this operation join the shim's, which end below.
+            operation.request_count += self._requests.release(core, self._pending)
+        if self._pending:
+            self._end_unfinished_requests(operation, end_ns, error_type)
         _core.record_operation(
             (
                 operation.context,
@@ -434,6 +410,30 @@ class OfflineInstrumentation:
                 None,
             )
         )
+
+    def _end_unfinished_requests(self, operation: Operation, end_ns: int, error_type: str | None) -> None:
+        """Requests of this operation that never finished (vLLM raised, or aborted them): their
+        spans end now with the error; nothing is recorded for what vLLM did not report. The
+        enqueued requests a failed wait_for_completion was running end with it too."""
+        # A snapshot: other threads add requests meanwhile. dict.copy() runs without releasing the
+        # GIL, where list(d.items()) can be interrupted by the garbage collector running Python code
+        # and fail with "dictionary changed size during iteration".
+        leftovers = [
+            key
+            for key, p in self._pending.copy().items()
+            if p[OPERATION] is operation
+            or (operation.runs_enqueued and p[OPERATION] is None and key[0] == operation.engine_id)
+        ]
+        records = []
+        for key in leftovers:
+            pending = self._pending.pop(key, None)
+            if pending is None:
+                continue  # another thread's step finished and recorded it meanwhile
+            records.append(
+                _bare_record(key[1], pending[ADDED_NS], pending[ATTRIBUTES], end_ns, error_type or "aborted")
+            )
+        if records:
+            self._send(operation, operation.name, operation.model, records)
 
     def _enqueued_operation_name(self, engine: Any) -> str:
         engine_id = id(engine)

@@ -1,0 +1,370 @@
+//! The requests whose finished outputs the core will read: what the offline shim's `add_request`
+//! replacement registered for an instrumented LLM call, kept here until `OutputReader` takes them.
+//!
+//! The shim kept them in a Python dict, a key tuple and a seven-item tuple per request: building,
+//! hashing, comparing and freeing those, and the garbage collector visiting them while thousands of
+//! a large batch wait, cost more on the caller's thread than the reading itself (measured with
+//! callgrind: about a third of the instrumentation's instructions per request in batches of 64).
+//! Here an entry is three words and an inline id in a map.
+//!
+//! What the shim decides stays in Python: which call is an operation, whether the core reads its
+//! outputs (a `CoreOperation` is current exactly then), the request attributes of a set of
+//! sampling parameters (`_vllm.request_attributes`, called once per distinct parameters object).
+//! Every other request, and every one whose registration here fails, goes to the shim's own
+//! registration, unchanged. An entry the core cannot record (an output of an unusual shape, a call
+//! that ended with requests unfinished) is handed back into the shim's dict in its own layout.
+//!
+//! No Python object is dropped while a lock is held: dropping one can run Python code that calls
+//! back in.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use compact_str::CompactString;
+use parking_lot::Mutex;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::records::{self, BatchHeader};
+use crate::spans;
+
+/// (engine identity, request id): vLLM's request ids are unique per engine, not per process.
+pub type RequestKey = (usize, CompactString);
+
+type Entries = HashMap<RequestKey, Entry, foldhash::fast::RandomState>;
+
+/// One instrumented LLM call whose finished outputs the core reads; the shim makes one per call and
+/// makes it current (a context variable) while the call runs.
+#[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
+pub struct CoreOperation {
+    /// The shim's operation object, and its name, handed back with entries the core cannot record.
+    operation: Py<PyAny>,
+    name: Py<PyAny>,
+    /// The batch header of the operation's request spans (`records::batch_header`'s layout).
+    header: Py<PyAny>,
+    /// The sampling parameters of the last request registered, and what they became: a batch
+    /// usually shares one parameters object, so its attributes are read once, not per request.
+    last_parameters: Mutex<Option<Arc<Parameters>>>,
+    /// Requests registered here, and those of them not yet taken by the reader.
+    registered: AtomicUsize,
+    outstanding: AtomicUsize,
+}
+
+#[pymethods]
+impl CoreOperation {
+    #[new]
+    fn new(operation: Py<PyAny>, name: Py<PyAny>, header: Py<PyAny>) -> Self {
+        CoreOperation {
+            operation,
+            name,
+            header,
+            last_parameters: Mutex::new(None),
+            registered: AtomicUsize::new(0),
+            outstanding: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many requests were registered for this operation.
+    #[getter]
+    fn request_count(&self) -> usize {
+        self.registered.load(Ordering::Relaxed)
+    }
+}
+
+/// A request's parameters (by identity, as given to add_request) and the header of its spans, with
+/// the attributes they make merged in (a request's own attributes win, as in `spans.rs`).
+pub struct Parameters {
+    params: Py<PyAny>,
+    lora_request: Py<PyAny>,
+    priority: Py<PyAny>,
+    /// The shim's attribute dict (or None), handed back with entries the core cannot record.
+    attributes: Py<PyAny>,
+    pub header: Arc<BatchHeader>,
+}
+
+impl CoreOperation {
+    fn parameters(
+        &self,
+        params: &Bound<'_, PyAny>,
+        lora_request: &Bound<'_, PyAny>,
+        priority: &Bound<'_, PyAny>,
+        request_attributes: &Bound<'_, PyAny>,
+    ) -> PyResult<Arc<Parameters>> {
+        let same = |p: &Parameters| {
+            p.params.as_ptr() == params.as_ptr()
+                && p.lora_request.as_ptr() == lora_request.as_ptr()
+                && (p.priority.as_ptr() == priority.as_ptr()
+                    || p.priority.bind(params.py()).eq(priority).unwrap_or(false))
+        };
+        if let Some(kept) = self.last_parameters.lock().as_ref().filter(|p| same(p)) {
+            return Ok(kept.clone());
+        }
+        // Python code runs from here on: no lock is held.
+        let attributes = request_attributes.call1((params, lora_request, priority))?;
+        let mut header = records::batch_header(self.header.bind(params.py()))?;
+        let own = records::attributes(&attributes)?;
+        if !own.is_empty() {
+            let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
+            spans::merge_attributes(&mut merged, &header.attributes, &own);
+            header.attributes = merged;
+        }
+        let parameters = Arc::new(Parameters {
+            params: params.clone().unbind(),
+            lora_request: lora_request.clone().unbind(),
+            priority: priority.clone().unbind(),
+            attributes: attributes.unbind(),
+            header: Arc::new(header),
+        });
+        let replaced = self.last_parameters.lock().replace(parameters.clone());
+        drop(replaced);
+        Ok(parameters)
+    }
+}
+
+/// The shim's wall clock: `time.time_ns` itself is read here (the same clock, `CLOCK_REALTIME`,
+/// without a call and an int to convert); any other (a test's) is called.
+enum Clock {
+    System,
+    Python(Py<PyAny>),
+}
+
+impl Clock {
+    fn now_ns(&self, py: Python<'_>) -> PyResult<u64> {
+        match self {
+            Clock::System => Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)),
+            Clock::Python(now_ns) => now_ns.bind(py).call0()?.extract(),
+        }
+    }
+}
+
+/// A registered request.
+pub struct Entry {
+    operation: Py<CoreOperation>,
+    pub parameters: Arc<Parameters>,
+    /// add_request's wall-clock time: the span's start where vLLM gives no arrival time.
+    pub added_ns: u64,
+}
+
+impl Entry {
+    /// Gives back an entry the reader took but cannot record: into the shim's dict, in its layout.
+    pub fn hand_to_shim(
+        self,
+        py: Python<'_>,
+        engine: usize,
+        request_id: &str,
+        pending: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        pending.set_item((engine, request_id), self.into_shim_pending(py)?)
+    }
+
+    /// The entry in the shim's pending layout: (add_request's time, attributes, operation, operation
+    /// name, no prompt, no conversation); see `_offline.py`.
+    fn into_shim_pending<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let operation = self.operation.get();
+        PyTuple::new(
+            py,
+            [
+                self.added_ns.into_pyobject(py)?.into_any(),
+                self.parameters.attributes.bind(py).clone(),
+                operation.operation.bind(py).clone(),
+                operation.name.bind(py).clone(),
+                py.None().into_bound(py),
+                py.None().into_bound(py),
+            ],
+        )
+    }
+}
+
+#[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
+pub struct PendingRequests {
+    entries: Mutex<Entries>,
+    /// The `get` of the context variable holding the current `CoreOperation` (or None).
+    current_operation: Py<PyAny>,
+    /// The shim's registration of every other request: called with add_request's arguments.
+    register_otherwise: Py<PyAny>,
+    /// The shim's clock (`_vllm.now_ns`) and attribute reader (`_vllm.request_attributes`).
+    clock: Clock,
+    request_attributes: Py<PyAny>,
+    active: AtomicBool,
+}
+
+#[pymethods]
+impl PendingRequests {
+    #[new]
+    fn new(
+        current_operation: Py<PyAny>,
+        register_otherwise: Py<PyAny>,
+        now_ns: Bound<'_, PyAny>,
+        request_attributes: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let py = now_ns.py();
+        let system_clock = py.import("time")?.getattr("time_ns")?;
+        Ok(PendingRequests {
+            entries: Mutex::new(Entries::default()),
+            current_operation,
+            register_otherwise,
+            clock: if now_ns.is(&system_clock) {
+                Clock::System
+            } else {
+                Clock::Python(now_ns.unbind())
+            },
+            request_attributes,
+            active: AtomicBool::new(true),
+        })
+    }
+
+    /// add_request's report, after each request vLLM accepted. Never raises an `Exception`: a
+    /// request the core cannot register is the shim's (`register_otherwise`), which logs and carries on.
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        py: Python<'_>,
+        engine: &Bound<'_, PyAny>,
+        request_id: &Bound<'_, PyAny>,
+        prompt: &Bound<'_, PyAny>,
+        params: &Bound<'_, PyAny>,
+        lora_request: &Bound<'_, PyAny>,
+        priority: &Bound<'_, PyAny>,
+        prompt_text: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if self.active.load(Ordering::Relaxed) {
+            let registered = self.current_operation.bind(py).call0().and_then(|current| {
+                match current.cast_into::<CoreOperation>() {
+                    Ok(operation) => self
+                        .register_core(
+                            &operation,
+                            engine,
+                            request_id,
+                            params,
+                            lora_request,
+                            priority,
+                        )
+                        .map(|()| true),
+                    Err(_) => Ok(false),
+                }
+            });
+            match registered {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                // KeyboardInterrupt and the like are the application's, as anywhere else.
+                Err(e) if !e.is_instance_of::<PyException>(py) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        match self.register_otherwise.bind(py).call1((
+            engine,
+            request_id,
+            prompt,
+            params,
+            lora_request,
+            priority,
+            prompt_text,
+        )) {
+            Err(e) if !e.is_instance_of::<PyException>(py) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands the entries of `operation` not taken by the reader (vLLM raised, or aborted them)
+    /// into the shim's `pending` dict, in its layout, and returns how many requests the operation
+    /// registered here.
+    fn release(
+        &self,
+        py: Python<'_>,
+        operation: &Bound<'_, CoreOperation>,
+        pending: &Bound<'_, PyDict>,
+    ) -> PyResult<usize> {
+        let core = operation.get();
+        if core.outstanding.load(Ordering::Acquire) > 0 {
+            let released: Vec<(RequestKey, Entry)> = self
+                .entries
+                .lock()
+                .extract_if(|_, entry| entry.operation.as_ptr() == operation.as_ptr())
+                .collect();
+            core.outstanding.fetch_sub(released.len(), Ordering::AcqRel);
+            for ((engine, request_id), entry) in released {
+                pending.set_item((engine, request_id.as_str()), entry.into_shim_pending(py)?)?;
+            }
+        }
+        Ok(core.registered.load(Ordering::Relaxed))
+    }
+
+    /// Registration stops (uninstrument): later reports go to the shim, which ignores them, and
+    /// what is pending is forgotten.
+    fn deactivate(&self) {
+        self.active.store(false, Ordering::Relaxed);
+        let forgotten = std::mem::take(&mut *self.entries.lock());
+        drop(forgotten);
+    }
+
+    fn __len__(&self) -> usize {
+        self.entries.lock().len()
+    }
+}
+
+impl PendingRequests {
+    fn register_core(
+        &self,
+        operation: &Bound<'_, CoreOperation>,
+        engine: &Bound<'_, PyAny>,
+        request_id: &Bound<'_, PyAny>,
+        params: &Bound<'_, PyAny>,
+        lora_request: &Bound<'_, PyAny>,
+        priority: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = operation.py();
+        // str(request_id), as the shim keys its own entries.
+        let request_id = match request_id.cast_exact::<PyString>() {
+            Ok(id) => CompactString::from(id.to_str()?),
+            Err(_) => CompactString::from(request_id.str()?.to_str()?),
+        };
+        let core = operation.get();
+        let parameters = core.parameters(
+            params,
+            lora_request,
+            priority,
+            self.request_attributes.bind(py),
+        )?;
+        let added_ns = self.clock.now_ns(py)?;
+        core.registered.fetch_add(1, Ordering::Relaxed);
+        core.outstanding.fetch_add(1, Ordering::AcqRel);
+        let entry = Entry {
+            operation: operation.clone().unbind(),
+            parameters,
+            added_ns,
+        };
+        let replaced = self
+            .entries
+            .lock()
+            .insert((engine.as_ptr() as usize, request_id), entry);
+        if let Some(replaced) = replaced {
+            // The same id again on the same engine: the new request replaces the old, as in a dict.
+            replaced
+                .operation
+                .get()
+                .outstanding
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the entry of a finished request, if it is registered here.
+    pub fn take(&self, engine: usize, request_id: &str) -> Option<Entry> {
+        // A borrowed key would need a second map type; an id is inline up to 24 bytes.
+        let entry = self
+            .entries
+            .lock()
+            .remove(&(engine, CompactString::from(request_id)))?;
+        entry
+            .operation
+            .get()
+            .outstanding
+            .fetch_sub(1, Ordering::AcqRel);
+        Some(entry)
+    }
+}

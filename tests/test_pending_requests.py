@@ -1,0 +1,137 @@
+"""The core's store of the requests it will read (``_core.PendingRequests``), on its own: what it
+keeps, what it leaves to the shim, and what it gives back. End to end it runs in every offline test
+(tests/test_offline_fake.py); here its contract with the shim is checked call by call, with plain
+Python objects for the shim's side (the callables the shim passes in)."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.vllm import _core
+
+HEADER = ("text_completion", "vllm", "m", "m", None, 0, None)
+
+
+class Shim:
+    """The shim's side: the current core operation, its own registration, a clock, attributes."""
+
+    def __init__(self) -> None:
+        self.current: contextvars.ContextVar[Any] = contextvars.ContextVar("current", default=None)
+        self.registered_otherwise: list[tuple] = []
+        self.attribute_reads: list[Any] = []
+        self.clock = 1_700_000_000_000_000_000
+        self.attribute_error: BaseException | None = None
+
+    def register_otherwise(self, *arguments: Any) -> None:
+        self.registered_otherwise.append(arguments)
+
+    def now_ns(self) -> int:
+        self.clock += 1000
+        return self.clock
+
+    def request_attributes(self, params: Any, lora_request: Any, priority: Any) -> dict[str, Any]:
+        self.attribute_reads.append(params)
+        if self.attribute_error is not None:
+            raise self.attribute_error
+        return {"gen_ai.request.temperature": params["temperature"], "vllm.request.priority": priority}
+
+    def store(self) -> Any:
+        return _core.PendingRequests(self.current.get, self.register_otherwise, self.now_ns, self.request_attributes)
+
+
+class Operation:
+    name = "text_completion"
+
+
+def test_a_request_outside_a_core_operation_is_the_shims_with_every_argument():
+    shim = Shim()
+    store = shim.store()
+    engine, params = object(), {"temperature": 0.5}
+    store.register(engine, "7", "prompt", params, None, 0, "text")
+    assert shim.registered_otherwise == [(engine, "7", "prompt", params, None, 0, "text")]
+    assert len(store) == 0
+
+
+def test_requests_of_a_core_operation_are_kept_and_given_back_in_the_shims_layout():
+    shim = Shim()
+    store = shim.store()
+    operation = Operation()
+    core = _core.CoreOperation(operation, operation.name, HEADER)
+    shim.current.set(core)
+    engine, params = object(), {"temperature": 0.5}
+    store.register(engine, "7", "p", params, None, 0, None)
+    store.register(engine, 8, "p", params, None, 0, None)  # str(request_id), as the shim keys them
+    assert shim.registered_otherwise == []
+    assert len(store) == 2
+    assert shim.attribute_reads == [params]  # one parameters object: its attributes are read once
+    pending: dict = {}
+    assert store.release(core, pending) == 2  # the operation's request count
+    attributes = {"gen_ai.request.temperature": 0.5, "vllm.request.priority": 0}
+    assert pending == {
+        (id(engine), "7"): (shim.clock - 1000, attributes, operation, "text_completion", None, None),
+        (id(engine), "8"): (shim.clock, attributes, operation, "text_completion", None, None),
+    }
+    assert len(store) == 0
+    assert store.release(core, {}) == 2  # nothing left to give back; the count stays
+
+
+def test_parameters_are_read_again_when_another_object_is_given():
+    shim = Shim()
+    store = shim.store()
+    core = _core.CoreOperation(Operation(), "text_completion", HEADER)
+    shim.current.set(core)
+    first, second = {"temperature": 0.5}, {"temperature": 0.5}
+    engine = object()
+    for request_id, params, priority in (("1", first, 0), ("2", first, 0), ("3", second, 0), ("4", second, 2)):
+        store.register(engine, request_id, "p", params, None, priority, None)
+    assert shim.attribute_reads == [first, second, second]  # a new object, then a new priority
+    pending: dict = {}
+    store.release(core, pending)
+    assert pending[(id(engine), "4")][1] == {"gen_ai.request.temperature": 0.5, "vllm.request.priority": 2}
+
+
+def test_a_request_the_core_cannot_register_is_the_shims_and_an_interrupt_is_the_applications():
+    shim = Shim()
+    store = shim.store()
+    shim.current.set(_core.CoreOperation(Operation(), "text_completion", HEADER))
+    engine, params = object(), {"temperature": 0.5}
+    shim.attribute_error = ValueError("a parameters object nobody expected")
+    store.register(engine, "1", "p", params, None, 0, None)
+    assert shim.registered_otherwise == [(engine, "1", "p", params, None, 0, None)]
+    shim.attribute_error = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        store.register(engine, "2", "p", params, None, 0, None)
+    assert len(shim.registered_otherwise) == 1
+    assert len(store) == 0
+
+
+def test_after_deactivate_everything_is_the_shims_and_nothing_is_kept():
+    shim = Shim()
+    store = shim.store()
+    shim.current.set(_core.CoreOperation(Operation(), "text_completion", HEADER))
+    engine = object()
+    store.register(engine, "1", "p", {"temperature": 0.5}, None, 0, None)
+    assert len(store) == 1
+    store.deactivate()
+    assert len(store) == 0
+    store.register(engine, "2", "p", {"temperature": 0.5}, None, 0, None)
+    assert [arguments[1] for arguments in shim.registered_otherwise] == ["2"]
+    assert len(store) == 0
+
+
+def test_the_same_id_again_on_one_engine_replaces_the_request_as_a_dict_would():
+    shim = Shim()
+    store = shim.store()
+    core = _core.CoreOperation(Operation(), "text_completion", HEADER)
+    shim.current.set(core)
+    one, other = object(), object()
+    store.register(one, "1", "p", {"temperature": 0.5}, None, 0, None)
+    store.register(one, "1", "p", {"temperature": 0.25}, None, 0, None)
+    store.register(other, "1", "p", {"temperature": 0.5}, None, 0, None)  # another engine's "1"
+    assert len(store) == 2
+    pending: dict = {}
+    assert store.release(core, pending) == 3
+    assert pending[(id(one), "1")][1]["gen_ai.request.temperature"] == 0.25
+    assert set(pending) == {(id(one), "1"), (id(other), "1")}
