@@ -167,6 +167,11 @@ fn opt_seconds(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
 }
 
 fn nanos(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    // The common case first: an i128 goes through the limited API's slow 128-bit conversion
+    // (two shifts, each a new Python int).
+    if let Ok(v) = obj.extract::<u64>() {
+        return Ok(v);
+    }
     let v: i128 = obj.extract()?;
     if v < 0 || v > u64::MAX as i128 {
         return Err(pyo3::exceptions::PyValueError::new_err(

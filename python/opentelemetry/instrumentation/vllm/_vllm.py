@@ -160,44 +160,61 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
 
     A value of the wrong type, negative where it cannot be, or not finite is left out: the
     attribute is absent rather than wrong (and a bool never passes for a number).
+
+    This runs once per LLM call of one prompt: each value of the usual type is taken inline, and
+    only others go through _count, _real and _integer (a call each costs more than the check).
     """
     attributes: dict[str, Any] = {}
-    max_tokens = _count(getattr(params, "max_tokens", None))
+    max_tokens = getattr(params, "max_tokens", None)
+    if type(max_tokens) is not int or not 0 <= max_tokens <= MAX_COUNT:
+        max_tokens = _count(max_tokens)
     if max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = max_tokens
-    for name, key in (
-        ("temperature", "gen_ai.request.temperature"),
-        ("top_p", "gen_ai.request.top_p"),
-        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
-        ("presence_penalty", "gen_ai.request.presence_penalty"),
-    ):
-        value = _real(getattr(params, name, None))
+    for name, key in _REAL_PARAMETERS:
+        value = getattr(params, name, None)
+        if type(value) is not float or not _isfinite(value):
+            value = _real(value)
         if value is not None:
             attributes[key] = value
-    top_k = _real(_integer(getattr(params, "top_k", None)))
+    top_k = getattr(params, "top_k", None)
     # vLLM uses -1 (older) or 0 (newer) for "top-k disabled": no top-k was requested.
+    top_k = None if type(top_k) is int and top_k <= 0 else _real(_integer(top_k))
     if top_k is not None and top_k > 0:
         attributes["gen_ai.request.top_k"] = top_k  # a double in semconv v1.41
-    seed = _integer(getattr(params, "seed", None))
+    seed = getattr(params, "seed", None)
+    if seed is not None and type(seed) is not int:
+        seed = _integer(seed)
     if seed is not None:
         attributes["gen_ai.request.seed"] = seed
     stop = getattr(params, "stop", None)
     if isinstance(stop, str):
         stop = [stop]
-    if isinstance(stop, (list, tuple)):
+    if stop and isinstance(stop, (list, tuple)):
         stop = [s for s in stop if isinstance(s, str)]
         if stop:
             attributes["gen_ai.request.stop_sequences"] = stop
-    n = _integer(getattr(params, "n", None))
+    n = getattr(params, "n", None)
+    if type(n) is not int:
+        n = _integer(n)
     if n is not None and n > 1:  # semconv: only when not 1
         attributes["gen_ai.request.choice.count"] = n
-    lora_name = getattr(lora_request, "lora_name", None) or getattr(lora_request, "name", None)
-    if lora_name:
-        attributes["vllm.lora.name"] = str(lora_name)
-    priority = _integer(priority)
+    if lora_request is not None:
+        lora_name = getattr(lora_request, "lora_name", None) or getattr(lora_request, "name", None)
+        if lora_name:
+            attributes["vllm.lora.name"] = str(lora_name)
+    if type(priority) is not int:
+        priority = _integer(priority)
     if priority:
         attributes["vllm.request.priority"] = priority
     return attributes
+
+
+_REAL_PARAMETERS = (
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+)
 
 
 def request_stats(output: Any) -> Any:
