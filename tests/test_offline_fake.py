@@ -249,6 +249,40 @@ def test_generate_batch_under_an_app_span(app_tracer, instrument, http_receiver)
 
 
 @BOTH_VERSIONS
+def test_each_call_takes_the_parent_current_at_that_call(app_tracer, instrument, http_receiver):
+    # The parent is resolved once per context object and reused while the same context is current:
+    # calls alternating between no span, two spans and a nested one each get their own.
+    instrument()
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(MODEL)
+    params = SamplingParams(max_tokens=2)
+    expected = []
+    llm.generate(["a"], params)
+    expected.append((0, None))
+    with app_tracer.start_as_current_span("first") as first:
+        llm.generate(["b"], params)
+        llm.generate(["c"], params)
+        expected += [(span_id_of(first), first)] * 2
+        with app_tracer.start_as_current_span("nested") as nested:
+            llm.generate(["d"], params)
+            expected.append((span_id_of(nested), nested))
+        llm.generate(["e"], params)
+        expected.append((span_id_of(first), first))
+    llm.generate(["f"], params)
+    expected.append((0, None))
+    with app_tracer.start_as_current_span("second") as second:
+        llm.generate(["g"], params)
+        expected.append((span_id_of(second), second))
+    operations = sorted(exported(http_receiver).operations, key=lambda s: s.span.start_time_unix_nano)
+    assert [o.parent_span_id for o in operations] == [span_id for span_id, _ in expected]
+    for operation, (_, parent) in zip(operations, expected, strict=True):
+        if parent is not None:
+            assert operation.trace_id == parent.get_span_context().trace_id
+    roots = [o.trace_id for o, (_, parent) in zip(operations, expected, strict=True) if parent is None]
+    assert len(set(roots)) == 2  # a new trace for each call without a parent
+
+
 def test_per_prompt_sampling_params_lora_and_priority(instrument, http_receiver):
     instrument()
     from vllm import LLM, SamplingParams
