@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 from helpers import QUIET_ARGUMENTS, batch_header, request_record
@@ -94,6 +96,19 @@ def test_plan_reads_arguments_overrides_environment_and_global_providers(global_
 def test_api_default_providers_are_not_sdk_providers():
     # The session's global providers are the API's proxies (no test sets them for good).
     assert _delivery.plan({}, {}, {})["traces"] == Decision(NATIVE, "default")
+
+
+def test_instrument_does_not_import_the_sdk_an_application_does_not_use():
+    # In a fresh interpreter: an application that never imported opentelemetry-sdk cannot have an SDK
+    # provider, so the check does not import it (20 ms and thousands of objects for nothing).
+    code = (
+        "import sys\n"
+        "from opentelemetry.instrumentation.vllm import VllmInstrumentor\n"
+        "VllmInstrumentor().instrument(skip_dep_check=True, traces_exporter='none', metrics_exporter='none')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 # ---- end to end: the variable forces either mode --------------------------------------------------

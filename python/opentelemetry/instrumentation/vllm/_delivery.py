@@ -14,6 +14,7 @@ Precedence (first match wins), the table README.rst shows:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,19 +90,18 @@ def exporter_configured(signal: str, variables: Mapping[str, str]) -> bool:
 
 def global_sdk_provider(signal: str) -> bool:
     """Whether the global provider of ``signal`` is an opentelemetry-sdk one (set in code or by a
-    configurator), not the API's proxy or no-op default."""
-    try:
-        if signal == "traces":
-            from opentelemetry import trace
-            from opentelemetry.sdk.trace import TracerProvider
+    configurator), not the API's proxy or no-op default.
 
-            return isinstance(trace.get_tracer_provider(), TracerProvider)
-        from opentelemetry import metrics
-        from opentelemetry.sdk.metrics import MeterProvider
+    An SDK provider exists only if the application imported the SDK, so the SDK is not imported
+    here: that would cost a process that never uses it about 18 ms and 4 000 objects, which every
+    full garbage collection then visits (measured on the fake-engine benchmark)."""
+    from opentelemetry import metrics, trace
 
-        return isinstance(metrics.get_meter_provider(), MeterProvider)
-    except ImportError:
-        return False
+    if signal == "traces":
+        provider_class = getattr(sys.modules.get("opentelemetry.sdk.trace"), "TracerProvider", None)
+        return provider_class is not None and isinstance(trace.get_tracer_provider(), provider_class)
+    provider_class = getattr(sys.modules.get("opentelemetry.sdk.metrics"), "MeterProvider", None)
+    return provider_class is not None and isinstance(metrics.get_meter_provider(), provider_class)
 
 
 def plan(arguments: Mapping[str, Any], overrides: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Decision]:
