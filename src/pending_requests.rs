@@ -288,7 +288,7 @@ impl PendingRequests {
                 .collect();
             core.outstanding.fetch_sub(released.len(), Ordering::AcqRel);
             for ((engine, request_id), entry) in released {
-                pending.set_item((engine, request_id.as_str()), entry.into_shim_pending(py)?)?;
+                entry.hand_to_shim(py, engine, &request_id, pending)?;
             }
         }
         Ok(core.registered.load(Ordering::Relaxed))
