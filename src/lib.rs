@@ -13,6 +13,7 @@ pub mod fork;
 pub mod hdr;
 pub mod ids;
 pub mod metrics;
+pub mod operation;
 pub mod otlp_span_encoder;
 pub mod output_reader;
 pub mod pending_requests;
@@ -111,17 +112,12 @@ fn new_span_context(
         .flatten();
     let (operation_name, request_model) = (operation_name.as_str(), request_model.as_deref());
     let kind = records::span_kind(span_kind);
-    Ok(match state::current() {
-        Some(p) => p
-            .spans
-            .new_span_context(parent.as_ref(), operation_name, request_model, kind),
-        // Telemetry is off: ids that parent nothing, never sampled.
-        None => (
-            parent.map(|p| p.trace_id).unwrap_or_else(ids::new_trace_id),
-            ids::new_span_id(),
-            0,
-        ),
-    })
+    Ok(operation::reserve_span_context(
+        parent.as_ref(),
+        operation_name,
+        request_model,
+        kind,
+    ))
 }
 
 /// The hot path: one batch of finished requests, one call. Returns how many were accepted.
@@ -292,9 +288,11 @@ mod _core {
         record_engine_state, record_operation, record_requests, shutdown, stats,
     };
     #[pymodule_export]
+    use crate::operation::Operation;
+    #[pymodule_export]
     use crate::output_reader::OutputReader;
     #[pymodule_export]
-    use crate::pending_requests::{CoreOperation, PendingRequests};
+    use crate::pending_requests::PendingRequests;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

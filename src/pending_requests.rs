@@ -8,7 +8,7 @@
 //! Here an entry is three words and an inline id in a map.
 //!
 //! What the shim decides stays in Python: which call is an operation, whether the core reads its
-//! outputs (a `CoreOperation` is current exactly then), the request attributes of a set of
+//! outputs (an `Operation` that says so is current exactly then), the request attributes of a set of
 //! sampling parameters (`_vllm.request_attributes`, called once per distinct parameters object).
 //! Every other request, and every one whose registration here fails, goes to the shim's own
 //! registration, unchanged. An entry the core cannot record (an output of an unusual shape, a call
@@ -18,7 +18,7 @@
 //! back in.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +28,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use crate::operation::Operation;
 use crate::records::{self, BatchHeader};
 use crate::spans;
 
@@ -35,44 +36,6 @@ use crate::spans;
 pub type RequestKey = (usize, CompactString);
 
 type Entries = HashMap<RequestKey, Entry, foldhash::fast::RandomState>;
-
-/// One instrumented LLM call whose finished outputs the core reads; the shim makes one per call and
-/// makes it current (a context variable) while the call runs.
-#[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
-pub struct CoreOperation {
-    /// The shim's operation object, and its name, handed back with entries the core cannot record.
-    operation: Py<PyAny>,
-    name: Py<PyAny>,
-    /// The batch header of the operation's request spans (`records::batch_header`'s layout).
-    header: Py<PyAny>,
-    /// The sampling parameters of the last request registered, and what they became: a batch
-    /// usually shares one parameters object, so its attributes are read once, not per request.
-    last_parameters: Mutex<Option<Arc<Parameters>>>,
-    /// Requests registered here, and those of them not yet taken by the reader.
-    registered: AtomicUsize,
-    outstanding: AtomicUsize,
-}
-
-#[pymethods]
-impl CoreOperation {
-    #[new]
-    fn new(operation: Py<PyAny>, name: Py<PyAny>, header: Py<PyAny>) -> Self {
-        CoreOperation {
-            operation,
-            name,
-            header,
-            last_parameters: Mutex::new(None),
-            registered: AtomicUsize::new(0),
-            outstanding: AtomicUsize::new(0),
-        }
-    }
-
-    /// How many requests were registered for this operation.
-    #[getter]
-    fn request_count(&self) -> usize {
-        self.registered.load(Ordering::Relaxed)
-    }
-}
 
 /// A request's parameters (by identity, as given to add_request) and the header of its spans, with
 /// the attributes they make merged in (a request's own attributes win, as in `spans.rs`).
@@ -85,43 +48,51 @@ pub struct Parameters {
     pub header: Arc<BatchHeader>,
 }
 
-impl CoreOperation {
-    fn parameters(
-        &self,
-        params: &Bound<'_, PyAny>,
-        lora_request: &Bound<'_, PyAny>,
-        priority: &Bound<'_, PyAny>,
-        request_attributes: &Bound<'_, PyAny>,
-    ) -> PyResult<Arc<Parameters>> {
-        let same = |p: &Parameters| {
-            p.params.as_ptr() == params.as_ptr()
-                && p.lora_request.as_ptr() == lora_request.as_ptr()
-                && (p.priority.as_ptr() == priority.as_ptr()
-                    || p.priority.bind(params.py()).eq(priority).unwrap_or(false))
-        };
-        if let Some(kept) = self.last_parameters.lock().as_ref().filter(|p| same(p)) {
-            return Ok(kept.clone());
-        }
-        // Python code runs from here on: no lock is held.
-        let attributes = request_attributes.call1((params, lora_request, priority))?;
-        let mut header = records::batch_header(self.header.bind(params.py()))?;
-        let own = records::attributes(&attributes)?;
-        if !own.is_empty() {
-            let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
-            spans::merge_attributes(&mut merged, &header.attributes, &own);
-            header.attributes = merged;
-        }
-        let parameters = Arc::new(Parameters {
-            params: params.clone().unbind(),
-            lora_request: lora_request.clone().unbind(),
-            priority: priority.clone().unbind(),
-            attributes: attributes.unbind(),
-            header: Arc::new(header),
-        });
-        let replaced = self.last_parameters.lock().replace(parameters.clone());
-        drop(replaced);
-        Ok(parameters)
+/// The parameters of a request of `operation`: those of the last request registered if they are
+/// the same objects, else read (the shim's `request_attributes`) and merged into its header.
+fn parameters(
+    operation: &Operation,
+    params: &Bound<'_, PyAny>,
+    lora_request: &Bound<'_, PyAny>,
+    priority: &Bound<'_, PyAny>,
+    request_attributes: &Bound<'_, PyAny>,
+) -> PyResult<Arc<Parameters>> {
+    let same = |p: &Parameters| {
+        p.params.as_ptr() == params.as_ptr()
+            && p.lora_request.as_ptr() == lora_request.as_ptr()
+            && (p.priority.as_ptr() == priority.as_ptr()
+                || p.priority.bind(params.py()).eq(priority).unwrap_or(false))
+    };
+    if let Some(kept) = operation
+        .last_parameters
+        .lock()
+        .as_ref()
+        .filter(|p| same(p))
+    {
+        return Ok(kept.clone());
     }
+    // Python code runs from here on: no lock is held.
+    let attributes = request_attributes.call1((params, lora_request, priority))?;
+    let own = records::attributes(&attributes)?;
+    let header = if own.is_empty() {
+        operation.header.clone()
+    } else {
+        let mut header = BatchHeader::clone(&operation.header);
+        let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
+        spans::merge_attributes(&mut merged, &header.attributes, &own);
+        header.attributes = merged;
+        Arc::new(header)
+    };
+    let parameters = Arc::new(Parameters {
+        params: params.clone().unbind(),
+        lora_request: lora_request.clone().unbind(),
+        priority: priority.clone().unbind(),
+        attributes: attributes.unbind(),
+        header,
+    });
+    let replaced = operation.last_parameters.lock().replace(parameters.clone());
+    drop(replaced);
+    Ok(parameters)
 }
 
 /// The shim's wall clock: `time.time_ns` itself is read here (the same clock, `CLOCK_REALTIME`,
@@ -144,7 +115,7 @@ impl Clock {
 
 /// A registered request.
 pub struct Entry {
-    operation: Py<CoreOperation>,
+    operation: Py<Operation>,
     pub parameters: Arc<Parameters>,
     /// add_request's wall-clock time: the span's start where vLLM gives no arrival time.
     pub added_ns: u64,
@@ -165,14 +136,14 @@ impl Entry {
     /// The entry in the shim's pending layout: (add_request's time, attributes, operation, operation
     /// name, no prompt, no conversation); see `_offline.py`.
     fn into_shim_pending<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let operation = self.operation.get();
+        let operation = self.operation.bind(py);
         PyTuple::new(
             py,
             [
                 self.added_ns.into_pyobject(py)?.into_any(),
                 self.parameters.attributes.bind(py).clone(),
-                operation.operation.bind(py).clone(),
-                operation.name.bind(py).clone(),
+                operation.clone().into_any(),
+                operation.get().name.bind(py).clone(),
                 py.None().into_bound(py),
                 py.None().into_bound(py),
             ],
@@ -183,7 +154,7 @@ impl Entry {
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
 pub struct PendingRequests {
     entries: Mutex<Entries>,
-    /// The `get` of the context variable holding the current `CoreOperation` (or None).
+    /// The `get` of the context variable holding the current `Operation` (or None).
     current_operation: Py<PyAny>,
     /// The shim's registration of every other request: called with add_request's arguments.
     register_otherwise: Py<PyAny>,
@@ -234,8 +205,8 @@ impl PendingRequests {
     ) -> PyResult<()> {
         if self.active.load(Ordering::Relaxed) {
             let registered = self.current_operation.bind(py).call0().and_then(|current| {
-                match current.cast_into::<CoreOperation>() {
-                    Ok(operation) => self
+                match current.cast_into::<Operation>() {
+                    Ok(operation) if operation.get().reads_outputs() => self
                         .register_core(
                             &operation,
                             engine,
@@ -245,7 +216,7 @@ impl PendingRequests {
                             priority,
                         )
                         .map(|()| true),
-                    Err(_) => Ok(false),
+                    _ => Ok(false),
                 }
             });
             match registered {
@@ -271,12 +242,11 @@ impl PendingRequests {
     }
 
     /// Hands the entries of `operation` not taken by the reader (vLLM raised, or aborted them)
-    /// into the shim's `pending` dict, in its layout, and returns how many requests the operation
-    /// registered here.
+    /// into the shim's `pending` dict, in its layout, and returns the operation's request count.
     fn release(
         &self,
         py: Python<'_>,
-        operation: &Bound<'_, CoreOperation>,
+        operation: &Bound<'_, Operation>,
         pending: &Bound<'_, PyDict>,
     ) -> PyResult<usize> {
         let core = operation.get();
@@ -291,7 +261,7 @@ impl PendingRequests {
                 entry.hand_to_shim(py, engine, &request_id, pending)?;
             }
         }
-        Ok(core.registered.load(Ordering::Relaxed))
+        Ok(core.request_count())
     }
 
     /// Registration stops (uninstrument): later reports go to the shim, which ignores them, and
@@ -310,7 +280,7 @@ impl PendingRequests {
 impl PendingRequests {
     fn register_core(
         &self,
-        operation: &Bound<'_, CoreOperation>,
+        operation: &Bound<'_, Operation>,
         engine: &Bound<'_, PyAny>,
         request_id: &Bound<'_, PyAny>,
         params: &Bound<'_, PyAny>,
@@ -324,14 +294,15 @@ impl PendingRequests {
             Err(_) => CompactString::from(request_id.str()?.to_str()?),
         };
         let core = operation.get();
-        let parameters = core.parameters(
+        let parameters = parameters(
+            core,
             params,
             lora_request,
             priority,
             self.request_attributes.bind(py),
         )?;
         let added_ns = self.clock.now_ns(py)?;
-        core.registered.fetch_add(1, Ordering::Relaxed);
+        core.count_request();
         core.outstanding.fetch_add(1, Ordering::AcqRel);
         let entry = Entry {
             operation: operation.clone().unbind(),

@@ -166,7 +166,7 @@ fn opt_seconds(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     }
 }
 
-fn nanos(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub fn nanos(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     // The common case first: an i128 goes through the limited API's slow 128-bit conversion
     // (two shifts, each a new Python int).
     if let Ok(v) = obj.extract::<u64>() {

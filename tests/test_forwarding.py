@@ -1,6 +1,7 @@
-"""The forwarding functions generated from a method's parameter list (``_forwarding.py``), which
-replace ``LLMEngine.add_request``: every argument reaches the original exactly as given, the named
-ones are reported, and signatures that cannot be forwarded faithfully are refused."""
+"""The functions generated from a method's parameter list (``_forwarding.py``): forwarding ones replace
+``LLMEngine.add_request``, surrounding ones the LLM calls (``LLM.generate``...). Every argument reaches
+the original exactly as given, the named ones are reported, exceptions pass unchanged, and signatures
+that cannot be forwarded faithfully are refused."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import functools
 import inspect
 
 import pytest
-from opentelemetry.instrumentation.vllm._forwarding import forwarding_function
+from opentelemetry.instrumentation.vllm._forwarding import forwarding_function, surrounding_function
 
 SENTINEL = object()
 
@@ -129,3 +130,55 @@ class Refusals:
 )
 def test_signatures_that_cannot_be_forwarded_faithfully_are_refused(original):
     assert forwarding_function(original, print, ("request_id",)) is None
+    assert surrounding_function(original, print, print, ("request_id",)) is None
+
+
+class LLM:
+    def chat(self, messages, sampling_params=None, *, use_tqdm=True, lora_request=SENTINEL):
+        if messages == "fail":
+            raise KeyError(messages)
+        return ("chat", messages, sampling_params, use_tqdm, lora_request)
+
+
+def surrounded(begun="token"):
+    calls = []
+
+    def begin(llm, messages, not_a_parameter):
+        calls.append(("begin", llm, messages, not_a_parameter))
+        return begun
+
+    def end(token, error):
+        calls.append(("end", token, error))
+
+    function = surrounding_function(LLM.chat, begin, end, ("messages", "not_a_parameter"))
+    assert function is not None
+    return function, calls
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [(("hi",), {}), (("hi", "sp"), {"use_tqdm": False}), ((), {"messages": "hi", "lora_request": None})],
+)
+def test_a_surrounding_function_begins_calls_with_every_argument_as_given_and_ends(args, kwargs):
+    function, calls = surrounded()
+    llm = LLM()
+    assert function(llm, *args, **kwargs) == llm.chat(*args, **kwargs)
+    assert calls == [("begin", llm, "hi", None), ("end", "token", None)]
+    assert str(inspect.signature(function)) == str(inspect.signature(LLM.chat))
+
+
+def test_a_surrounding_function_ends_with_the_exception_which_then_passes_unchanged():
+    function, calls = surrounded()
+    llm = LLM()
+    with pytest.raises(KeyError, match="fail") as raised:
+        function(llm, "fail")
+    assert calls == [("begin", llm, "fail", None), ("end", "token", raised.value)]
+
+
+def test_where_begin_returns_none_only_the_original_runs():
+    function, calls = surrounded(begun=None)
+    llm = LLM()
+    assert function(llm, "hi") == llm.chat("hi")
+    with pytest.raises(KeyError):
+        function(llm, "fail")
+    assert calls == [("begin", llm, "hi", None), ("begin", llm, "fail", None)]

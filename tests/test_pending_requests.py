@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from opentelemetry.instrumentation.vllm import _core
 
-HEADER = ("text_completion", "vllm", "m", "m", None, 0, None)
+T0 = 1_700_000_000_000_000_000
 
 
 class Shim:
@@ -41,8 +41,9 @@ class Shim:
         return _core.PendingRequests(self.current.get, self.register_otherwise, self.now_ns, self.request_attributes)
 
 
-class Operation:
-    name = "text_completion"
+def core_operation(core_reads: bool = True) -> Any:
+    """An operation whose outputs the core reads (or not), as the shim makes one per LLM call."""
+    return _core.Operation("text_completion", "vllm", "m", None, True, core_reads, T0)
 
 
 def test_a_request_outside_a_core_operation_is_the_shims_with_every_argument():
@@ -57,8 +58,7 @@ def test_a_request_outside_a_core_operation_is_the_shims_with_every_argument():
 def test_requests_of_a_core_operation_are_kept_and_given_back_in_the_shims_layout():
     shim = Shim()
     store = shim.store()
-    operation = Operation()
-    core = _core.CoreOperation(operation, operation.name, HEADER)
+    core = core_operation()
     shim.current.set(core)
     engine, params = object(), {"temperature": 0.5}
     store.register(engine, "7", "p", params, None, 0, None)
@@ -70,8 +70,8 @@ def test_requests_of_a_core_operation_are_kept_and_given_back_in_the_shims_layou
     assert store.release(core, pending) == 2  # the operation's request count
     attributes = {"gen_ai.request.temperature": 0.5, "vllm.request.priority": 0}
     assert pending == {
-        (id(engine), "7"): (shim.clock - 1000, attributes, operation, "text_completion", None, None),
-        (id(engine), "8"): (shim.clock, attributes, operation, "text_completion", None, None),
+        (id(engine), "7"): (shim.clock - 1000, attributes, core, "text_completion", None, None),
+        (id(engine), "8"): (shim.clock, attributes, core, "text_completion", None, None),
     }
     assert len(store) == 0
     assert store.release(core, {}) == 2  # nothing left to give back; the count stays
@@ -80,7 +80,7 @@ def test_requests_of_a_core_operation_are_kept_and_given_back_in_the_shims_layou
 def test_parameters_are_read_again_when_another_object_is_given():
     shim = Shim()
     store = shim.store()
-    core = _core.CoreOperation(Operation(), "text_completion", HEADER)
+    core = core_operation()
     shim.current.set(core)
     first, second = {"temperature": 0.5}, {"temperature": 0.5}
     engine = object()
@@ -95,7 +95,7 @@ def test_parameters_are_read_again_when_another_object_is_given():
 def test_a_request_the_core_cannot_register_is_the_shims_and_an_interrupt_is_the_applications():
     shim = Shim()
     store = shim.store()
-    shim.current.set(_core.CoreOperation(Operation(), "text_completion", HEADER))
+    shim.current.set(core_operation())
     engine, params = object(), {"temperature": 0.5}
     shim.attribute_error = ValueError("a parameters object nobody expected")
     store.register(engine, "1", "p", params, None, 0, None)
@@ -110,7 +110,7 @@ def test_a_request_the_core_cannot_register_is_the_shims_and_an_interrupt_is_the
 def test_after_deactivate_everything_is_the_shims_and_nothing_is_kept():
     shim = Shim()
     store = shim.store()
-    shim.current.set(_core.CoreOperation(Operation(), "text_completion", HEADER))
+    shim.current.set(core_operation())
     engine = object()
     store.register(engine, "1", "p", {"temperature": 0.5}, None, 0, None)
     assert len(store) == 1
@@ -124,7 +124,7 @@ def test_after_deactivate_everything_is_the_shims_and_nothing_is_kept():
 def test_the_same_id_again_on_one_engine_replaces_the_request_as_a_dict_would():
     shim = Shim()
     store = shim.store()
-    core = _core.CoreOperation(Operation(), "text_completion", HEADER)
+    core = core_operation()
     shim.current.set(core)
     one, other = object(), object()
     store.register(one, "1", "p", {"temperature": 0.5}, None, 0, None)

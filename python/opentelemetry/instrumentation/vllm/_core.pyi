@@ -6,7 +6,7 @@ timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 __version__: str
 REQUEST_RECORD_LEN: int  # 17
@@ -162,19 +162,40 @@ def latency_summary() -> str: ...
 def latency_summary_at_exit() -> bool: ...
 def _after_fork_child() -> None: ...
 
-class CoreOperation:
-    """One instrumented LLM call whose outputs the core reads (see ``src/pending_requests.rs``)."""
+class Operation:
+    """One instrumented LLM call in progress (see ``src/operation.rs``): its span context is reserved
+    and its request spans' header built when it is made; ``end`` records its span (once)."""
 
-    def __init__(self, operation: Any, name: str, header: BatchHeader) -> None: ...
-    @property
-    def request_count(self) -> int: ...
+    def __init__(
+        self,
+        name: str,
+        provider_name: str,
+        model: str | None,
+        parent: ParentContext | None,
+        records_requests: bool,
+        core_reads: bool,
+        start_ns: int,
+    ) -> None: ...
+    name: Final[str]
+    model: Final[str | None]
+    parent: Final[ParentContext | None]
+    records_requests: Final[bool]
+    core_reads: Final[bool]  # whether its requests register in the core (PendingRequests)
+    start_ns: Final[int]
+    context: Final[tuple[int, int, int]]  # (trace_id, span_id, trace_flags)
+    request_count: int  # counted by the core's registration and by the shim
+    engine_id: int
+    runs_enqueued: bool
+    conversations: list | None
+    def as_parent(self) -> ParentContext: ...
+    def end(self, end_ns: int, error_type: str | None = None) -> bool: ...
 
 class PendingRequests:
     """The requests the core will read when they finish, registered by add_request's replacement."""
 
     def __init__(
         self,
-        current_operation: Callable[[], CoreOperation | None],
+        current_operation: Callable[[], Operation | None],
         register_otherwise: Callable[..., None],
         now_ns: Callable[[], int],
         request_attributes: Callable[[Any, Any, Any], dict[str, Any]],
@@ -190,7 +211,7 @@ class PendingRequests:
         prompt_text: Any,
     ) -> None:
         """Keeps a request of the current core operation; any other goes to ``register_otherwise``."""
-    def release(self, operation: CoreOperation, pending: dict[tuple[int, str], tuple]) -> int:
+    def release(self, operation: Operation, pending: dict[tuple[int, str], tuple]) -> int:
         """Hands the operation's unfinished requests into ``pending``; returns its request count."""
     def deactivate(self) -> None: ...
     def __len__(self) -> int: ...

@@ -63,9 +63,8 @@ def llm_engine(llm: Any) -> Any:
     return getattr(llm, "llm_engine", None)
 
 
-def chat_conversations(args: tuple, kwargs: dict) -> list | None:
+def chat_conversations(messages: Any) -> list | None:
     """LLM.chat's ``messages`` as a list of conversations (it takes one or a list of them)."""
-    messages = kwargs.get("messages", args[0] if args else None)
     if not isinstance(messages, list) or not messages:
         return None
     if isinstance(messages[0], dict):

@@ -1,0 +1,280 @@
+//! One instrumented LLM call in progress (`_core.Operation`): the shim makes one per call of the
+//! offline API and keeps it current in a context variable while the call runs.
+//!
+//! It holds what the call's spans need in the core's own form, built once when the call starts:
+//! the reserved span context, the batch header of its request spans (parented to it), its start
+//! time; `end` records the operation span from these directly. A call of one prompt would otherwise
+//! convert the same ids, names and model from Python tuples three times (reserve, register, record).
+//!
+//! The shim's slow paths (content capture, enqueued requests, calls that end with requests
+//! unfinished) read and set the remaining fields as attributes. Nothing here knows vLLM: names,
+//! model and provider come from the shim.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use opentelemetry::trace::SpanKind;
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+
+use crate::pending_requests::Parameters;
+use crate::records::{self, BatchHeader, OperationRecord, ParentContext};
+use crate::{ids, state};
+
+/// Reserves the context of a span recorded later: (trace_id, span_id, trace_flags), sampled by the
+/// pipeline's sampler; ids that are never sampled when telemetry is off.
+pub fn reserve_span_context(
+    parent: Option<&ParentContext>,
+    operation_name: &str,
+    request_model: Option<&str>,
+    kind: SpanKind,
+) -> (u128, u64, u8) {
+    match state::current() {
+        Some(p) => p
+            .spans
+            .new_span_context(parent, operation_name, request_model, kind),
+        None => (
+            parent.map(|p| p.trace_id).unwrap_or_else(ids::new_trace_id),
+            ids::new_span_id(),
+            0,
+        ),
+    }
+}
+
+#[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
+pub struct Operation {
+    /// As the shim gave them: its slow paths read them back.
+    pub name: Py<PyAny>,
+    model: Py<PyAny>,
+    parent: Py<PyAny>,
+    records_requests: bool,
+    core_reads: bool,
+    start_ns: u64,
+    trace_id: u128,
+    span_id: u64,
+    trace_flags: u8,
+    /// The header of this call's request spans: parented to this span, without request attributes.
+    pub header: Arc<BatchHeader>,
+    /// The parent of this span, in the core's form.
+    parent_context: Option<ParentContext>,
+    /// Requests of this call: counted by the core's registration and by the shim.
+    request_count: AtomicUsize,
+    /// Registered in the core (`PendingRequests`) and not yet taken by the reader.
+    pub outstanding: AtomicUsize,
+    /// The sampling parameters of the last request registered in the core, and what they became: a
+    /// batch usually shares one parameters object, so its attributes are read once, not per request.
+    pub last_parameters: Mutex<Option<Arc<Parameters>>>,
+    /// The shim's own fields (see `_offline.py`).
+    engine_id: AtomicUsize,
+    runs_enqueued: AtomicBool,
+    conversations: Mutex<Option<Py<PyAny>>>,
+    ended: AtomicBool,
+}
+
+#[pymethods]
+impl Operation {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &Bound<'_, PyAny>,
+        provider_name: &Bound<'_, PyAny>,
+        model: &Bound<'_, PyAny>,
+        parent: &Bound<'_, PyAny>,
+        records_requests: bool,
+        core_reads: bool,
+        start_ns: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        // Lossy like every other string the core reads: a lone surrogate must not raise.
+        let operation_name = records::opt_string(name)?.unwrap_or_default();
+        let provider_name = records::opt_string(provider_name)?.unwrap_or_default();
+        let request_model = records::opt_string(model)?;
+        let parent_context = records::parent(parent)?;
+        let (trace_id, span_id, trace_flags) = reserve_span_context(
+            parent_context.as_ref(),
+            &operation_name,
+            request_model.as_deref(),
+            SpanKind::Internal,
+        );
+        let header = BatchHeader {
+            operation_name,
+            provider_name,
+            response_model: request_model.clone(),
+            request_model,
+            parent: Some(ParentContext {
+                trace_id,
+                span_id,
+                trace_flags,
+                is_remote: false,
+            }),
+            span_kind: SpanKind::Internal,
+            attributes: Vec::new(),
+        };
+        Ok(Operation {
+            name: name.clone().unbind(),
+            model: model.clone().unbind(),
+            parent: parent.clone().unbind(),
+            records_requests,
+            core_reads,
+            start_ns: records::nanos(start_ns)?,
+            trace_id,
+            span_id,
+            trace_flags,
+            header: Arc::new(header),
+            parent_context,
+            request_count: AtomicUsize::new(0),
+            outstanding: AtomicUsize::new(0),
+            last_parameters: Mutex::new(None),
+            engine_id: AtomicUsize::new(0),
+            runs_enqueued: AtomicBool::new(false),
+            conversations: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        })
+    }
+
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Py<PyAny> {
+        self.name.clone_ref(py)
+    }
+
+    #[getter]
+    fn model(&self, py: Python<'_>) -> Py<PyAny> {
+        self.model.clone_ref(py)
+    }
+
+    /// The caller's span context this call's span is a child of, as given (or None).
+    #[getter]
+    fn parent(&self, py: Python<'_>) -> Py<PyAny> {
+        self.parent.clone_ref(py)
+    }
+
+    #[getter]
+    fn records_requests(&self) -> bool {
+        self.records_requests
+    }
+
+    /// Whether the core reads this call's finished outputs (its requests register in the core).
+    #[getter]
+    fn core_reads(&self) -> bool {
+        self.core_reads
+    }
+
+    #[getter]
+    fn start_ns(&self) -> u64 {
+        self.start_ns
+    }
+
+    /// The reserved span context: (trace_id, span_id, trace_flags).
+    #[getter]
+    fn context(&self) -> (u128, u64, u8) {
+        (self.trace_id, self.span_id, self.trace_flags)
+    }
+
+    /// This span as the parent of request spans, in a batch header's form.
+    fn as_parent(&self) -> (u128, u64, u8, bool) {
+        (self.trace_id, self.span_id, self.trace_flags, false)
+    }
+
+    #[getter]
+    fn get_request_count(&self) -> usize {
+        self.request_count.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_request_count(&self, count: usize) {
+        self.request_count.store(count, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn get_engine_id(&self) -> usize {
+        self.engine_id.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_engine_id(&self, engine_id: usize) {
+        self.engine_id.store(engine_id, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn get_runs_enqueued(&self) -> bool {
+        self.runs_enqueued.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_runs_enqueued(&self, runs_enqueued: bool) {
+        self.runs_enqueued.store(runs_enqueued, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn get_conversations(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.conversations.lock().as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_conversations(&self, conversations: Option<Py<PyAny>>) {
+        // The old value is dropped after the lock is released: dropping can run Python code.
+        let old = std::mem::replace(&mut *self.conversations.lock(), conversations);
+        drop(old);
+    }
+
+    /// Records the operation span (with its request count where `records_requests`) and its
+    /// duration. Once: a second call records nothing and returns False.
+    #[pyo3(signature = (end_ns, error_type=None))]
+    fn end(
+        &self,
+        end_ns: &Bound<'_, PyAny>,
+        error_type: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let end_unix_nanos = records::nanos(end_ns)?;
+        let error_type = error_type.map(records::opt_string).transpose()?.flatten();
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let Some(pipeline) = state::current() else {
+            return Ok(false);
+        };
+        let header = &self.header;
+        let record = OperationRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            trace_flags: self.trace_flags,
+            parent: self.parent_context,
+            operation_name: header.operation_name.clone(),
+            provider_name: header.provider_name.clone(),
+            request_model: header.request_model.clone(),
+            response_model: header.response_model.clone(),
+            span_kind: SpanKind::Internal,
+            start_unix_nanos: self.start_ns,
+            end_unix_nanos,
+            error_type,
+            // No count where the engine's requests are not the user's (beam search steps).
+            request_count: self
+                .records_requests
+                .then(|| self.request_count.load(Ordering::Relaxed) as i64),
+            attributes: Vec::new(),
+        };
+        Ok(pipeline.record_operation(record))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let name = self.name.bind(py).repr()?;
+        Ok(format!(
+            "<Operation {name} span {:016x} of trace {:032x}>",
+            self.span_id, self.trace_id
+        ))
+    }
+}
+
+impl Operation {
+    /// One more request of this call (registered in the core).
+    pub fn count_request(&self) {
+        self.request_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.request_count.load(Ordering::Relaxed)
+    }
+
+    pub fn reads_outputs(&self) -> bool {
+        self.core_reads
+    }
+}
