@@ -250,6 +250,31 @@ def test_request_attributes_have_only_well_typed_values(fields, priority, lora_n
     assert ("gen_ai.request.max_tokens" in attributes) == (count(fields.get("max_tokens")) is not None)
 
 
+class EverySamplingValue:
+    """Parameters with every value request_attributes reads (read in one call), unlike a
+    SimpleNamespace with some of them (read name by name, missing ones None)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+@BAD_INPUT
+@given(
+    fields=st.fixed_dictionaries(
+        {name: st.one_of(junk, st.lists(st.one_of(st.text(), junk), max_size=3)) for name in _vllm._SAMPLING_FIELDS}
+    ),
+    priority=junk,
+)
+def test_request_attributes_are_the_same_whether_values_are_read_at_once_or_by_name(fields, priority):
+    at_once = _vllm.request_attributes(EverySamplingValue(**fields), None, priority)
+    assert EverySamplingValue not in _vllm._PARTIAL_PARAMETER_TYPES
+    assert _vllm.request_attributes(types.SimpleNamespace(), None, 0) == {}  # no value: read by name
+    assert types.SimpleNamespace in _vllm._PARTIAL_PARAMETER_TYPES
+    by_name = _vllm.request_attributes(types.SimpleNamespace(**fields), None, priority)
+    assert at_once == by_name
+    assert [type(v) for v in at_once.values()] == [type(v) for v in by_name.values()]
+
+
 # ---- end to end: the offline instrumentation on the fake engine ----------------------------------
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 import time
 from collections.abc import Sequence
 from typing import Any
 
 _isfinite = math.isfinite
 _INF = math.inf
+_NEG_INF = -math.inf
 
 LLM_MODULE = "vllm.entrypoints.llm"
 LLM_CLASS = "LLM"
@@ -154,45 +156,81 @@ def _length(value: Any) -> int | None:
     return None
 
 
+# The SamplingParams values request_attributes reads, in the order _sampling_values returns them.
+_SAMPLING_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "top_k",
+    "seed",
+    "stop",
+    "n",
+)
+_read_sampling_fields = operator.attrgetter(*_SAMPLING_FIELDS)
+# Types of parameters found without one of those values (PoolingParams): read name by name, with
+# None for what is missing, rather than raising and catching AttributeError for every request.
+_PARTIAL_PARAMETER_TYPES: set[type] = set()
+
+
+def _sampling_values(params: Any) -> tuple:
+    if type(params) not in _PARTIAL_PARAMETER_TYPES:
+        try:
+            return _read_sampling_fields(params)  # one C call for the nine values
+        except AttributeError:
+            _PARTIAL_PARAMETER_TYPES.add(type(params))
+    return tuple([getattr(params, name, None) for name in _SAMPLING_FIELDS])
+
+
 def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[str, Any]:
     """Semconv request attributes from SamplingParams (PoolingParams have none of these).
 
     A value of the wrong type, negative where it cannot be, or not finite is left out: the
     attribute is absent rather than wrong (and a bool never passes for a number).
 
-    This runs once per LLM call of one prompt: each value of the usual type is taken inline, and
-    only others go through _count, _real and _integer (a call each costs more than the check).
+    This runs once per LLM call of one prompt: the values are read in one call, each value of the
+    usual type is taken inline, and only others go through _count, _real and _integer (a call each
+    costs more than the check).
     """
+    max_tokens, temperature, top_p, frequency_penalty, presence_penalty, top_k, seed, stop, n = _sampling_values(params)
     attributes: dict[str, Any] = {}
-    max_tokens = getattr(params, "max_tokens", None)
     if type(max_tokens) is not int or not 0 <= max_tokens <= MAX_COUNT:
         max_tokens = _count(max_tokens)
     if max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = max_tokens
-    for name, key in _REAL_PARAMETERS:
-        value = getattr(params, name, None)
-        if type(value) is not float or not _isfinite(value):
-            value = _real(value)
-        if value is not None:
-            attributes[key] = value
-    top_k = getattr(params, "top_k", None)
+    # A float compared with the infinities: False for NaN and the infinities themselves.
+    if type(temperature) is not float or not _NEG_INF < temperature < _INF:
+        temperature = _real(temperature)
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if type(top_p) is not float or not _NEG_INF < top_p < _INF:
+        top_p = _real(top_p)
+    if top_p is not None:
+        attributes["gen_ai.request.top_p"] = top_p
+    if type(frequency_penalty) is not float or not _NEG_INF < frequency_penalty < _INF:
+        frequency_penalty = _real(frequency_penalty)
+    if frequency_penalty is not None:
+        attributes["gen_ai.request.frequency_penalty"] = frequency_penalty
+    if type(presence_penalty) is not float or not _NEG_INF < presence_penalty < _INF:
+        presence_penalty = _real(presence_penalty)
+    if presence_penalty is not None:
+        attributes["gen_ai.request.presence_penalty"] = presence_penalty
     # vLLM uses -1 (older) or 0 (newer) for "top-k disabled": no top-k was requested.
     top_k = None if type(top_k) is int and top_k <= 0 else _real(_integer(top_k))
     if top_k is not None and top_k > 0:
         attributes["gen_ai.request.top_k"] = top_k  # a double in semconv v1.41
-    seed = getattr(params, "seed", None)
     if seed is not None and type(seed) is not int:
         seed = _integer(seed)
     if seed is not None:
         attributes["gen_ai.request.seed"] = seed
-    stop = getattr(params, "stop", None)
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop and isinstance(stop, (list, tuple)):
-        stop = [s for s in stop if isinstance(s, str)]
-        if stop:
-            attributes["gen_ai.request.stop_sequences"] = stop
-    n = getattr(params, "n", None)
+    if stop or isinstance(stop, str):  # vLLM's default is an empty list
+        if isinstance(stop, str):
+            stop = [stop]
+        if isinstance(stop, (list, tuple)):
+            stop = [s for s in stop if isinstance(s, str)]
+            if stop:
+                attributes["gen_ai.request.stop_sequences"] = stop
     if type(n) is not int:
         n = _integer(n)
     if n is not None and n > 1:  # semconv: only when not 1
@@ -201,19 +239,11 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
         lora_name = getattr(lora_request, "lora_name", None) or getattr(lora_request, "name", None)
         if lora_name:
             attributes["vllm.lora.name"] = str(lora_name)
-    if type(priority) is not int:
+    if priority and type(priority) is not int:  # 0 (the default) is no priority
         priority = _integer(priority)
     if priority:
         attributes["vllm.request.priority"] = priority
     return attributes
-
-
-_REAL_PARAMETERS = (
-    ("temperature", "gen_ai.request.temperature"),
-    ("top_p", "gen_ai.request.top_p"),
-    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
-    ("presence_penalty", "gen_ai.request.presence_penalty"),
-)
 
 
 def request_stats(output: Any) -> Any:
