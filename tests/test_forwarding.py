@@ -9,7 +9,11 @@ import functools
 import inspect
 
 import pytest
-from opentelemetry.instrumentation.vllm._forwarding import forwarding_function, surrounding_function
+from opentelemetry.instrumentation.vllm._forwarding import (
+    forwarding_function,
+    result_reporting_function,
+    surrounding_function,
+)
 
 SENTINEL = object()
 
@@ -131,6 +135,7 @@ class Refusals:
 def test_signatures_that_cannot_be_forwarded_faithfully_are_refused(original):
     assert forwarding_function(original, print, ("request_id",)) is None
     assert surrounding_function(original, print, print, ("request_id",)) is None
+    assert result_reporting_function(original, print) is None
 
 
 class LLM:
@@ -182,3 +187,23 @@ def test_where_begin_returns_none_only_the_original_runs():
     with pytest.raises(KeyError):
         function(llm, "fail")
     assert calls == [("begin", llm, "hi", None), ("begin", llm, "fail", None)]
+
+
+def test_a_result_reporting_function_reports_only_what_is_true_and_returns_it():
+    class Engine:
+        def step(self, results=None):
+            if results == "fail":
+                raise ValueError(results)
+            return results
+
+    reports = []
+    function = result_reporting_function(Engine.step, lambda *values: reports.append(values))
+    engine = Engine()
+    outputs = ["finished"]
+    assert function(engine, outputs) is outputs
+    assert function(engine, []) == []  # a step that finished nothing is not reported
+    assert function(engine) is None
+    with pytest.raises(ValueError, match="fail"):
+        function(engine, results="fail")
+    assert reports == [(engine, outputs)]
+    assert str(inspect.signature(function)) == str(inspect.signature(Engine.step))

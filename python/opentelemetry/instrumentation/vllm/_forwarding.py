@@ -43,6 +43,24 @@ def forwarding_function(original: Any, report: Callable, reported: Sequence[str]
     )
 
 
+def result_reporting_function(original: Any, report: Callable) -> Callable | None:
+    """A function with ``original``'s parameters (see ``forwarding_function``) that calls ``original``
+    and, when what it returned is true (``LLMEngine.step``'s outputs: most steps finish nothing),
+    ``report(<self>, <what it returned>)``, then returns it.
+
+    None where ``forwarding_function`` is None. ``report`` must not raise."""
+    signature = _Signature.of(original)
+    if signature is None:
+        return None
+    signature.namespace[f"{_PREFIX}report"] = report
+    return signature.define(
+        f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+        f"    if {_PREFIX}result:\n"
+        f"        {_PREFIX}report({signature.self_name}, {_PREFIX}result)\n"
+        f"    return {_PREFIX}result\n"
+    )
+
+
 def surrounding_function(original: Any, begin: Callable, end: Callable, begun_with: Sequence[str]) -> Callable | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that first calls
     ``begin(<self>, <the arguments named in begun_with>)``. If that returned None, it only calls

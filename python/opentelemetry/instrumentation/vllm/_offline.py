@@ -25,7 +25,11 @@ import wrapt
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
-from opentelemetry.instrumentation.vllm._forwarding import forwarding_function, surrounding_function
+from opentelemetry.instrumentation.vllm._forwarding import (
+    forwarding_function,
+    result_reporting_function,
+    surrounding_function,
+)
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
@@ -266,29 +270,42 @@ class OfflineInstrumentation:
             _logger.debug("could not register a request", exc_info=True)
 
     def _step_replacement(self, step):
+        # The usual case: a function with step's own parameters, which reports only the steps that
+        # returned outputs (see _forwarding.py).
+        forwarding = result_reporting_function(step, self._record_step)
+        if forwarding is not None:
+            return forwarding
+
         def instrumented_step(engine, *args, **kwargs):
             outputs = step(engine, *args, **kwargs)
-            if outputs and (self._pending or self._requests):
-                try:
-                    self._record_finished(engine, outputs)
-                except Exception:  # noqa: BLE001
-                    _logger.debug("could not record finished requests", exc_info=True)
+            if outputs:
+                self._record_step(engine, outputs)
             return outputs
 
         return instrumented_step
 
     # ---- recording --------------------------------------------------------------------------
 
-    def _record_finished(self, engine: Any, outputs: list) -> None:
-        end_ns = _vllm.now_ns()
+    def _record_step(self, engine: Any, outputs: list) -> None:
+        """Records the requests that finished in an engine step that returned ``outputs``. Never raises."""
+        if not (self._pending or self._requests):
+            return
+        try:
+            end_ns = _vllm.now_ns()
+            if self._requests is not None and type(outputs) is list:
+                # The core records the outputs of the requests it keeps, if of the usual shape, and
+                # leaves the others to the shim (handing the entries of unusual ones into self._pending).
+                outputs = self._reader.record_finished(outputs, self._requests, self._pending, id(engine), end_ns)
+                if not outputs or not self._pending:
+                    return
+            self._record_finished(engine, outputs, end_ns)
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not record finished requests", exc_info=True)
+
+    def _record_finished(self, engine: Any, outputs: list, end_ns: int) -> None:
+        """The shim's own reading of finished outputs: its requests, and outputs the core left."""
         end_wall = end_ns / 1e9
         engine_id = id(engine)
-        if self._requests is not None and type(outputs) is list:
-            # The core records the outputs of the requests it keeps, if of the usual shape, and leaves
-            # the others to the loop below (handing the entries of unusual ones into self._pending).
-            outputs = self._reader.record_finished(outputs, self._requests, self._pending, engine_id, end_ns)
-            if not outputs or not self._pending:
-                return
         groups: dict[tuple[int, str], tuple[Operation | None, str, list]] = {}
         current = _current_operation.get()
         for output in outputs:
