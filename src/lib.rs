@@ -12,6 +12,7 @@ pub mod exporters;
 pub mod fork;
 pub mod hdr;
 pub mod ids;
+pub mod known_attributes;
 pub mod metrics;
 pub mod operation;
 pub mod otlp_span_encoder;

@@ -28,8 +28,9 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use crate::known_attributes::KnownAttributes;
 use crate::operation::Operation;
-use crate::records::{self, BatchHeader};
+use crate::records::BatchHeader;
 use crate::spans;
 
 /// (engine identity, request id): vLLM's request ids are unique per engine, not per process.
@@ -49,13 +50,15 @@ pub struct Parameters {
 }
 
 /// The parameters of a request of `operation`: those of the last request registered if they are
-/// the same objects, else read (the shim's `request_attributes`) and merged into its header.
+/// the same objects, else their attributes (the shim's `request_attributes`, or the same as the
+/// last call's, see `known_attributes.rs`) merged into its header.
 fn parameters(
     operation: &Operation,
     params: &Bound<'_, PyAny>,
     lora_request: &Bound<'_, PyAny>,
     priority: &Bound<'_, PyAny>,
     request_attributes: &Bound<'_, PyAny>,
+    known: &KnownAttributes,
 ) -> PyResult<Arc<Parameters>> {
     let same = |p: &Parameters| {
         p.params.as_ptr() == params.as_ptr()
@@ -72,14 +75,14 @@ fn parameters(
         return Ok(kept.clone());
     }
     // Python code runs from here on: no lock is held.
-    let attributes = request_attributes.call1((params, lora_request, priority))?;
-    let own = records::attributes(&attributes)?;
+    let attributes = known.attributes(params, lora_request, priority, request_attributes)?;
+    let own = &attributes.converted;
     let header = if own.is_empty() {
         operation.header.clone()
     } else {
         let mut header = BatchHeader::clone(&operation.header);
         let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
-        spans::merge_attributes(&mut merged, &header.attributes, &own);
+        spans::merge_attributes(&mut merged, &header.attributes, own);
         header.attributes = merged;
         Arc::new(header)
     };
@@ -87,7 +90,7 @@ fn parameters(
         params: params.clone().unbind(),
         lora_request: lora_request.clone().unbind(),
         priority: priority.clone().unbind(),
-        attributes: attributes.unbind(),
+        attributes: attributes.dict,
         header,
     });
     let replaced = operation.last_parameters.lock().replace(parameters.clone());
@@ -161,17 +164,23 @@ pub struct PendingRequests {
     /// The shim's clock (`_vllm.now_ns`) and attribute reader (`_vllm.request_attributes`).
     clock: Clock,
     request_attributes: Py<PyAny>,
+    /// The attributes of the last parameters read, with what they were read from.
+    known_attributes: KnownAttributes,
     active: AtomicBool,
 }
 
 #[pymethods]
 impl PendingRequests {
+    /// `sampling_fields` and `lora_fields`: every attribute `request_attributes` reads of the
+    /// parameters and of the LoRA request (see `known_attributes.rs`).
     #[new]
     fn new(
         current_operation: Py<PyAny>,
         register_otherwise: Py<PyAny>,
         now_ns: Bound<'_, PyAny>,
         request_attributes: Py<PyAny>,
+        sampling_fields: Vec<String>,
+        lora_fields: Vec<String>,
     ) -> PyResult<Self> {
         let py = now_ns.py();
         let system_clock = py.import("time")?.getattr("time_ns")?;
@@ -185,6 +194,7 @@ impl PendingRequests {
                 Clock::Python(now_ns.unbind())
             },
             request_attributes,
+            known_attributes: KnownAttributes::new(py, sampling_fields, lora_fields),
             active: AtomicBool::new(true),
         })
     }
@@ -300,6 +310,7 @@ impl PendingRequests {
             lora_request,
             priority,
             self.request_attributes.bind(py),
+            &self.known_attributes,
         )?;
         let added_ns = self.clock.now_ns(py)?;
         core.count_request();

@@ -261,7 +261,7 @@ class EverySamplingValue:
 @BAD_INPUT
 @given(
     fields=st.fixed_dictionaries(
-        {name: st.one_of(junk, st.lists(st.one_of(st.text(), junk), max_size=3)) for name in _vllm._SAMPLING_FIELDS}
+        {name: st.one_of(junk, st.lists(st.one_of(st.text(), junk), max_size=3)) for name in _vllm.SAMPLING_FIELDS}
     ),
     priority=junk,
 )

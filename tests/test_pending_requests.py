@@ -12,6 +12,8 @@ import pytest
 from opentelemetry.instrumentation.vllm import _core
 
 T0 = 1_700_000_000_000_000_000
+SAMPLING_FIELDS = ("temperature", "stop")
+LORA_FIELDS = ("lora_name",)
 
 
 class Shim:
@@ -38,7 +40,14 @@ class Shim:
         return {"gen_ai.request.temperature": params["temperature"], "vllm.request.priority": priority}
 
     def store(self) -> Any:
-        return _core.PendingRequests(self.current.get, self.register_otherwise, self.now_ns, self.request_attributes)
+        return _core.PendingRequests(
+            self.current.get,
+            self.register_otherwise,
+            self.now_ns,
+            self.request_attributes,
+            SAMPLING_FIELDS,
+            LORA_FIELDS,
+        )
 
 
 def core_operation(core_reads: bool = True) -> Any:
@@ -135,3 +144,65 @@ def test_the_same_id_again_on_one_engine_replaces_the_request_as_a_dict_would():
     assert store.release(core, pending) == 3
     assert pending[(id(one), "1")][1]["gen_ai.request.temperature"] == 0.25
     assert set(pending) == {(id(one), "1"), (id(other), "1")}
+
+
+class Params:
+    """Sampling parameters with every field the store is told the shim reads (a dict has none)."""
+
+    def __init__(self, temperature: Any = 0.5, stop: Any = None) -> None:
+        self.temperature = temperature
+        self.stop = [] if stop is None else stop
+
+    def __getitem__(self, name: str) -> Any:  # the Shim's request_attributes reads params[...]
+        return getattr(self, name)
+
+
+class Lora:
+    def __init__(self, lora_name: str) -> None:
+        self.lora_name = lora_name
+
+
+def registered_attributes(shim: Shim, store: Any, params: Any, lora_request: Any = None, priority: Any = 0) -> Any:
+    """Registers one request in a new operation (one LLM call of one prompt); its attribute dict."""
+    operation = core_operation()
+    shim.current.set(operation)
+    engine = object()
+    store.register(engine, "1", "p", params, lora_request, priority, None)
+    pending: dict = {}
+    store.release(operation, pending)
+    return pending[(id(engine), "1")][1]
+
+
+def test_attributes_are_reused_across_calls_only_while_every_value_read_is_the_same_object():
+    shim = Shim()
+    store = shim.store()
+    params = Params()
+    first = registered_attributes(shim, store, params)
+    assert registered_attributes(shim, store, params) is first  # the same values: not read again
+    assert registered_attributes(shim, store, Params()) is first  # another object, the same values
+    assert shim.attribute_reads == [params]
+
+    params.temperature = 0.25  # changed between calls
+    changed = registered_attributes(shim, store, params)
+    assert changed["gen_ai.request.temperature"] == 0.25
+    params.stop.append("END")  # a list changed in place
+    registered_attributes(shim, store, params)
+    registered_attributes(shim, store, params, priority=2)  # another priority
+    lora = Lora("adapter")
+    registered_attributes(shim, store, params, lora_request=lora)
+    registered_attributes(shim, store, params, lora_request=lora)  # the same LoRA request, same name
+    lora.lora_name = "other"
+    registered_attributes(shim, store, params, lora_request=lora)
+    assert len(shim.attribute_reads) == 6
+
+
+def test_parameters_without_every_field_are_read_for_every_call():
+    shim = Shim()
+    store = shim.store()
+    params = {"temperature": 0.5}  # no attribute at all: nothing to compare, nothing kept
+    for _ in range(3):
+        assert registered_attributes(shim, store, params) == {
+            "gen_ai.request.temperature": 0.5,
+            "vllm.request.priority": 0,
+        }
+    assert shim.attribute_reads == [params] * 3

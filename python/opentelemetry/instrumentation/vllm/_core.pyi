@@ -199,6 +199,8 @@ class PendingRequests:
         register_otherwise: Callable[..., None],
         now_ns: Callable[[], int],
         request_attributes: Callable[[Any, Any, Any], dict[str, Any]],
+        sampling_fields: Sequence[str],
+        lora_fields: Sequence[str],
     ) -> None: ...
     def register(
         self,

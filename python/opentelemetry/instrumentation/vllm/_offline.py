@@ -220,7 +220,12 @@ class OfflineInstrumentation:
         if self._reader is not None and self._requests is None:
             # The clock is the one of now, as everywhere the shim reads it (tests replace it first).
             self._requests = _core.PendingRequests(
-                _current_operation.get, self._register_request, _vllm.now_ns, _vllm.request_attributes
+                _current_operation.get,
+                self._register_request,
+                _vllm.now_ns,
+                _vllm.request_attributes,
+                _vllm.SAMPLING_FIELDS,
+                _vllm.LORA_NAME_FIELDS,
             )
         register = self._requests.register if self._requests is not None else self._register_request
         # The usual case: a function with add_request's own parameters (see _forwarding.py).

@@ -156,8 +156,10 @@ def _length(value: Any) -> int | None:
     return None
 
 
-# The SamplingParams values request_attributes reads, in the order _sampling_values returns them.
-_SAMPLING_FIELDS = (
+# Everything request_attributes reads besides priority: these values of the sampling parameters (in
+# the order _sampling_values returns them) and these of a LoRA request. Nothing else: the core reuses
+# the attributes of the last call whose values were the very same objects (src/known_attributes.rs).
+SAMPLING_FIELDS = (
     "max_tokens",
     "temperature",
     "top_p",
@@ -168,7 +170,8 @@ _SAMPLING_FIELDS = (
     "stop",
     "n",
 )
-_read_sampling_fields = operator.attrgetter(*_SAMPLING_FIELDS)
+LORA_NAME_FIELDS = ("lora_name", "name")
+_read_sampling_fields = operator.attrgetter(*SAMPLING_FIELDS)
 # Types of parameters found without one of those values (PoolingParams): read name by name, with
 # None for what is missing, rather than raising and catching AttributeError for every request.
 _PARTIAL_PARAMETER_TYPES: set[type] = set()
@@ -180,7 +183,7 @@ def _sampling_values(params: Any) -> tuple:
             return _read_sampling_fields(params)  # one C call for the nine values
         except AttributeError:
             _PARTIAL_PARAMETER_TYPES.add(type(params))
-    return tuple([getattr(params, name, None) for name in _SAMPLING_FIELDS])
+    return tuple([getattr(params, name, None) for name in SAMPLING_FIELDS])
 
 
 def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[str, Any]:
@@ -236,7 +239,7 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
     if n is not None and n > 1:  # semconv: only when not 1
         attributes["gen_ai.request.choice.count"] = n
     if lora_request is not None:
-        lora_name = getattr(lora_request, "lora_name", None) or getattr(lora_request, "name", None)
+        lora_name = getattr(lora_request, LORA_NAME_FIELDS[0], None) or getattr(lora_request, LORA_NAME_FIELDS[1], None)
         if lora_name:
             attributes["vllm.lora.name"] = str(lora_name)
     if priority and type(priority) is not int:  # 0 (the default) is no priority

@@ -1,0 +1,198 @@
+//! The request attributes the shim made of the last sampling parameters it was asked about, kept
+//! with the very objects they were made from.
+//!
+//! An application that calls `LLM.generate` with one prompt at a time passes the same parameters
+//! (or vLLM makes equal defaults) call after call, and reading them is most of what registering
+//! that one request costs: the shim's `request_attributes` (about 9 000 instructions) and the
+//! conversion of its dict (2 400). A `SamplingParams` object can be changed between calls, so the
+//! object itself proves nothing; its values do. The attributes are reused only when every value
+//! `request_attributes` reads (the names come from the shim: this knows nothing of vLLM) is the
+//! very same object as last time, or a list of the very same items as the list then. The kept
+//! objects are held, so no other object can take their address meanwhile. Numbers and strings
+//! cannot change; lists are compared item by item; anything else the shim reads only for its
+//! numeric or string value (see `_vllm.request_attributes`).
+
+use std::sync::Arc;
+
+use opentelemetry::KeyValue;
+use parking_lot::Mutex;
+use pyo3::exceptions::PyAttributeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+use smallvec::SmallVec;
+
+use crate::records;
+
+/// How many types without every field are remembered (a process has one or two: pooling parameters).
+const MAX_PARTIAL_TYPES: usize = 8;
+
+/// One value read, and the items it held if it is a list.
+struct Input {
+    value: Py<PyAny>,
+    items: Option<Vec<Py<PyAny>>>,
+}
+
+impl Input {
+    fn read(value: Bound<'_, PyAny>) -> Input {
+        let items = value
+            .cast::<PyList>()
+            .ok()
+            .map(|list| list.iter().map(Bound::unbind).collect());
+        Input {
+            value: value.unbind(),
+            items,
+        }
+    }
+
+    /// The same object, or two lists of the same items (vLLM makes a new empty `stop` list for
+    /// every parameters object).
+    fn is(&self, other: &Input) -> bool {
+        match (&self.items, &other.items) {
+            (None, None) => self.value.as_ptr() == other.value.as_ptr(),
+            (Some(a), Some(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_ptr() == y.as_ptr())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Everything `request_attributes` was given or read.
+struct Inputs {
+    values: SmallVec<[Input; 12]>,
+    lora_request: Py<PyAny>,
+    priority: Py<PyAny>,
+}
+
+impl Inputs {
+    fn is(&self, other: &Inputs) -> bool {
+        self.lora_request.as_ptr() == other.lora_request.as_ptr()
+            && self.priority.as_ptr() == other.priority.as_ptr()
+            && self.values.len() == other.values.len()
+            && self.values.iter().zip(&other.values).all(|(a, b)| a.is(b))
+    }
+}
+
+struct Known {
+    inputs: Inputs,
+    /// The shim's dict, handed back with entries the core cannot record.
+    attributes: Py<PyAny>,
+    converted: Arc<[KeyValue]>,
+}
+
+/// The attributes of a request's parameters: `request_attributes`' dict, and the same converted.
+pub struct RequestAttributes {
+    pub dict: Py<PyAny>,
+    pub converted: Arc<[KeyValue]>,
+}
+
+pub struct KnownAttributes {
+    /// What `request_attributes` reads of the sampling parameters and of the LoRA request.
+    sampling_fields: Vec<Py<PyString>>,
+    lora_fields: Vec<Py<PyString>>,
+    known: Mutex<Option<Arc<Known>>>,
+    /// Types of parameters found without one of the fields (pooling parameters): not kept, since
+    /// each missing attribute would cost an AttributeError per call to find out again.
+    partial_types: Mutex<SmallVec<[usize; 4]>>,
+}
+
+impl KnownAttributes {
+    pub fn new(
+        py: Python<'_>,
+        sampling_fields: Vec<String>,
+        lora_fields: Vec<String>,
+    ) -> KnownAttributes {
+        let intern = |names: Vec<String>| {
+            names
+                .iter()
+                .map(|n| PyString::intern(py, n).unbind())
+                .collect()
+        };
+        KnownAttributes {
+            sampling_fields: intern(sampling_fields),
+            lora_fields: intern(lora_fields),
+            known: Mutex::new(None),
+            partial_types: Mutex::new(SmallVec::new()),
+        }
+    }
+
+    /// The attributes of these parameters: the last ones if made of the very same inputs, else
+    /// `request_attributes`' (kept for the next call).
+    pub fn attributes(
+        &self,
+        params: &Bound<'_, PyAny>,
+        lora_request: &Bound<'_, PyAny>,
+        priority: &Bound<'_, PyAny>,
+        request_attributes: &Bound<'_, PyAny>,
+    ) -> PyResult<RequestAttributes> {
+        let inputs = self.read(params, lora_request, priority)?;
+        if let Some(inputs) = &inputs {
+            let known = self.known.lock().clone();
+            if let Some(known) = known.filter(|k| k.inputs.is(inputs)) {
+                return Ok(RequestAttributes {
+                    dict: known.attributes.clone_ref(params.py()),
+                    converted: known.converted.clone(),
+                });
+            }
+        }
+        let dict = request_attributes.call1((params, lora_request, priority))?;
+        let converted: Arc<[KeyValue]> = records::attributes(&dict)?.into();
+        if let Some(inputs) = inputs {
+            let known = Arc::new(Known {
+                inputs,
+                attributes: dict.clone().unbind(),
+                converted: converted.clone(),
+            });
+            // The one replaced is dropped after the lock is released: dropping can run Python code.
+            let replaced = self.known.lock().replace(known);
+            drop(replaced);
+        }
+        Ok(RequestAttributes {
+            dict: dict.unbind(),
+            converted,
+        })
+    }
+
+    /// Reads the inputs; None where some field is missing (nothing is kept for such parameters).
+    fn read(
+        &self,
+        params: &Bound<'_, PyAny>,
+        lora_request: &Bound<'_, PyAny>,
+        priority: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Inputs>> {
+        let py = params.py();
+        let params_type = params.get_type().as_ptr() as usize;
+        if self.partial_types.lock().contains(&params_type) {
+            return Ok(None);
+        }
+        let mut values = SmallVec::new();
+        for name in &self.sampling_fields {
+            match params.getattr(name.bind(py)) {
+                Ok(value) => values.push(Input::read(value)),
+                Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
+                    let mut partial = self.partial_types.lock();
+                    if partial.len() < MAX_PARTIAL_TYPES {
+                        partial.push(params_type);
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !lora_request.is_none() {
+            for name in &self.lora_fields {
+                match lora_request.getattr(name.bind(py)) {
+                    Ok(value) => values.push(Input::read(value)),
+                    // Rare (LoRA requests have both names); not worth remembering.
+                    Err(e) if e.is_instance_of::<PyAttributeError>(py) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Some(Inputs {
+            values,
+            lora_request: lora_request.clone().unbind(),
+            priority: priority.clone().unbind(),
+        }))
+    }
+}
