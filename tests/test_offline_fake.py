@@ -335,12 +335,18 @@ def test_parameters_changed_between_calls_are_recorded(instrument, http_receiver
     params.max_tokens = 4
     llm.generate(["second call"], params)
     llm.generate(["third call"], params)
+    params.stop.append("END")  # a list changed in place
+    llm.generate(["fourth call"], params)
     requests = exported(http_receiver).requests
     recorded = {
-        rid: (s.attributes["gen_ai.request.temperature"], s.attributes["gen_ai.request.max_tokens"])
+        rid: (
+            s.attributes["gen_ai.request.temperature"],
+            s.attributes["gen_ai.request.max_tokens"],
+            s.attributes.get("gen_ai.request.stop_sequences"),
+        )
         for rid, s in requests.items()
     }
-    assert recorded == {"0": (0.5, 3), "1": (0.25, 4), "2": (0.25, 4)}
+    assert recorded == {"0": (0.5, 3, None), "1": (0.25, 4, None), "2": (0.25, 4, None), "3": (0.25, 4, ("END",))}
 
 
 def test_a_decorated_add_request_is_instrumented_all_the_same(instrument, http_receiver, monkeypatch):
