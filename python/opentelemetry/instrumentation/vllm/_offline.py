@@ -1,8 +1,8 @@
 """Instrumentation of vLLM's offline API: ``vllm.LLM`` and the ``LLMEngine`` under it.
 
 - Each LLM call (generate, chat, encode, embed, classify, score, beam_search, wait_for_completion)
-  is one operation span; a call made inside another (chat -> generate in older vLLM, embed ->
-  encode) is not a second one.
+  is one operation span: a ``_core.Operation``, current in a context variable while the call runs.
+  A call made inside another (chat -> generate in older vLLM, embed -> encode) is not a second one.
 - ``LLMEngine.add_request`` remembers, per request id, the operation and the request parameters;
   ``LLMEngine.step`` hands the requests that finished in that step to the core, once per step.
   Python touches each request twice (add, finish), never per token. For a call whose outputs the

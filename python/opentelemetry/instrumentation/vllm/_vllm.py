@@ -202,7 +202,9 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
         max_tokens = _count(max_tokens)
     if max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = max_tokens
-    # A float compared with the infinities: False for NaN and the infinities themselves.
+    # The four real values are checked one after the other rather than in a loop over (value, key)
+    # pairs, which would build the pairs on every call. A float compared with the infinities:
+    # False for NaN and the infinities themselves.
     if type(temperature) is not float or not _NEG_INF < temperature < _INF:
         temperature = _real(temperature)
     if temperature is not None:
