@@ -13,7 +13,7 @@ use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use crate::hdr::LatencyStore;
-use crate::records::{BatchHeader, OperationRecord, RequestRecord};
+use crate::records::{BatchHeader, Name, OperationRecord, RequestRecord};
 use crate::semconv as sc;
 
 /// A histogram the core records.
@@ -195,7 +195,7 @@ struct BoundSet {
 /// Bound sets kept at most; past that, records go through the unbound path (same result, slower).
 const MAX_BOUND_SETS: usize = 256;
 
-type AttributeSetKey = (String, String, Option<String>, Option<String>);
+type AttributeSetKey = (Name, Name, Option<Name>, Option<Name>);
 
 /// Native delivery: the Rust SDK's histograms, exported by the pipeline's reader.
 pub struct NativeInstruments {

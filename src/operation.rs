@@ -16,9 +16,10 @@ use std::sync::Arc;
 use opentelemetry::trace::SpanKind;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::pending_requests::Parameters;
-use crate::records::{self, BatchHeader, OperationRecord, ParentContext};
+use crate::records::{self, BatchHeader, Name, OperationRecord, ParentContext};
 use crate::{ids, state};
 
 /// Reserves the context of a span recorded later: (trace_id, span_id, trace_flags), sampled by the
@@ -39,6 +40,40 @@ pub fn reserve_span_context(
             0,
         ),
     }
+}
+
+/// Names by the Python string they were read from. Every LLM call passes the same few string
+/// objects (the operation names, the provider, the engine's model name), so a call's names are
+/// reference counts, not allocations. Only exact `str` objects (immutable) are kept, and they are
+/// held, so none can be freed and its address taken by another string.
+static KNOWN_NAMES: Mutex<Vec<(Py<PyAny>, Name)>> = Mutex::new(Vec::new());
+/// Enough for every operation name, the provider and a few models; the oldest goes first.
+const MAX_KNOWN_NAMES: usize = 16;
+
+fn known_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<Name>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    if let Some((_, name)) = KNOWN_NAMES
+        .lock()
+        .iter()
+        .find(|(known, _)| known.as_ptr() == obj.as_ptr())
+    {
+        return Ok(Some(name.clone()));
+    }
+    // Lossy like every other string the core reads: a lone surrogate must not raise.
+    let Some(name) = records::opt_string(obj)?.map(Name::from) else {
+        return Ok(None);
+    };
+    if obj.is_exact_instance_of::<PyString>() {
+        let mut known = KNOWN_NAMES.lock();
+        let evicted = (known.len() >= MAX_KNOWN_NAMES).then(|| known.remove(0));
+        known.push((obj.clone().unbind(), name.clone()));
+        drop(known);
+        // Dropped after the lock is released, as every Python object here.
+        drop(evicted);
+    }
+    Ok(Some(name))
 }
 
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
@@ -84,10 +119,9 @@ impl Operation {
         core_reads: bool,
         start_ns: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        // Lossy like every other string the core reads: a lone surrogate must not raise.
-        let operation_name = records::opt_string(name)?.unwrap_or_default();
-        let provider_name = records::opt_string(provider_name)?.unwrap_or_default();
-        let request_model = records::opt_string(model)?;
+        let operation_name = known_name(name)?.unwrap_or_else(|| Name::from(""));
+        let provider_name = known_name(provider_name)?.unwrap_or_else(|| Name::from(""));
+        let request_model = known_name(model)?;
         let parent_context = records::parent(parent)?;
         let (trace_id, span_id, trace_flags) = reserve_span_context(
             parent_context.as_ref(),

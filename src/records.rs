@@ -39,16 +39,20 @@ pub struct Timings {
 /// recorder thread would free).
 pub type RequestRecords = SmallVec<[RequestRecord; 1]>;
 
+/// An operation, provider or model name: shared, since every header and record of a call repeats
+/// them (a copy is a reference count, not an allocation).
+pub type Name = Arc<str>;
+
 /// A request's finish reasons, one per completion: inline for the usual one completion.
 pub type FinishReasons = SmallVec<[StringValue; 1]>;
 
 /// Shared by every request of one batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchHeader {
-    pub operation_name: String,
-    pub provider_name: String,
-    pub request_model: Option<String>,
-    pub response_model: Option<String>,
+    pub operation_name: Name,
+    pub provider_name: Name,
+    pub request_model: Option<Name>,
+    pub response_model: Option<Name>,
     pub parent: Option<ParentContext>,
     pub span_kind: SpanKind,
     /// Span attributes common to all requests (for example sampling parameters shared by a batch).
@@ -103,10 +107,10 @@ pub struct OperationRecord {
     pub span_id: u64,
     pub trace_flags: u8,
     pub parent: Option<ParentContext>,
-    pub operation_name: String,
-    pub provider_name: String,
-    pub request_model: Option<String>,
-    pub response_model: Option<String>,
+    pub operation_name: Name,
+    pub provider_name: Name,
+    pub request_model: Option<Name>,
+    pub response_model: Option<Name>,
     pub span_kind: SpanKind,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
@@ -307,10 +311,10 @@ pub fn batch_header(obj: &Bound<'_, PyAny>) -> PyResult<BatchHeader> {
     let t = expect_tuple(obj, BATCH_HEADER_LEN, "batch header")?;
     let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
     Ok(BatchHeader {
-        operation_name: string(&f(0)?)?,
-        provider_name: string(&f(1)?)?,
-        request_model: opt_string(&f(2)?)?,
-        response_model: opt_string(&f(3)?)?,
+        operation_name: string(&f(0)?)?.into(),
+        provider_name: string(&f(1)?)?.into(),
+        request_model: opt_string(&f(2)?)?.map(Name::from),
+        response_model: opt_string(&f(3)?)?.map(Name::from),
         parent: parent(&f(4)?)?,
         span_kind: span_kind(f(5)?.extract()?),
         attributes: attributes(&f(6)?)?,
@@ -378,10 +382,10 @@ pub fn operation_record(obj: &Bound<'_, PyAny>) -> PyResult<OperationRecord> {
         span_id: ids.get_borrowed_item(1)?.extract()?,
         trace_flags: ids.get_borrowed_item(2)?.extract()?,
         parent: parent(&f(1)?)?,
-        operation_name: string(&f(2)?)?,
-        provider_name: string(&f(3)?)?,
-        request_model: opt_string(&f(4)?)?,
-        response_model: opt_string(&f(5)?)?,
+        operation_name: string(&f(2)?)?.into(),
+        provider_name: string(&f(3)?)?.into(),
+        request_model: opt_string(&f(4)?)?.map(Name::from),
+        response_model: opt_string(&f(5)?)?.map(Name::from),
         span_kind: span_kind(f(6)?.extract()?),
         start_unix_nanos: nanos(&f(7)?)?,
         end_unix_nanos: nanos(&f(8)?)?,

@@ -91,3 +91,27 @@ def test_without_telemetry_an_operation_still_has_ids_and_records_nothing():
 def test_as_parent_is_the_header_form_the_core_takes():
     call = operation()
     assert batch_header(parent=call.as_parent())[4] == as_parent(call.context)
+
+
+class ModelName(str):
+    """A str subclass (mutable attributes, so never kept by identity in the core)."""
+
+
+def test_each_operation_records_its_own_names_across_many_models(pipeline, http_receiver):
+    # The core keeps the names of recent calls by their string objects (a bounded set): more
+    # models than it keeps, each seen twice, and a str subclass, still give every span its own.
+    assert pipeline(http_receiver)
+    models = [f"model-{i}" for i in range(40)] + [ModelName("subclassed")]
+    expected = {}
+    for model in models + models:
+        call = operation(model=model)
+        assert call.end(T0 + MS, None)
+        expected[call.context[1]] = model
+    assert _core.force_flush(5.0)
+    spans = http_receiver.spans()
+    assert len(spans) == len(expected)
+    for span in spans:
+        model = expected[span.span_id]
+        assert span.name == f"text_completion {model}"
+        assert span.attributes["gen_ai.request.model"] == model
+        assert span.attributes["gen_ai.response.model"] == model
