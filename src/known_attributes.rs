@@ -87,6 +87,8 @@ pub struct RequestAttributes {
 }
 
 pub struct KnownAttributes {
+    /// The shim's `_vllm.request_attributes(params, lora_request, priority)`.
+    request_attributes: Py<PyAny>,
     /// What `request_attributes` reads of the sampling parameters and of the LoRA request.
     sampling_fields: Vec<Py<PyString>>,
     lora_fields: Vec<Py<PyString>>,
@@ -99,6 +101,7 @@ pub struct KnownAttributes {
 impl KnownAttributes {
     pub fn new(
         py: Python<'_>,
+        request_attributes: Py<PyAny>,
         sampling_fields: Vec<String>,
         lora_fields: Vec<String>,
     ) -> KnownAttributes {
@@ -109,6 +112,7 @@ impl KnownAttributes {
                 .collect()
         };
         KnownAttributes {
+            request_attributes,
             sampling_fields: intern(sampling_fields),
             lora_fields: intern(lora_fields),
             known: Mutex::new(None),
@@ -123,7 +127,6 @@ impl KnownAttributes {
         params: &Bound<'_, PyAny>,
         lora_request: &Bound<'_, PyAny>,
         priority: &Bound<'_, PyAny>,
-        request_attributes: &Bound<'_, PyAny>,
     ) -> PyResult<RequestAttributes> {
         let inputs = self.read(params, lora_request, priority)?;
         if let Some(inputs) = &inputs {
@@ -135,7 +138,10 @@ impl KnownAttributes {
                 });
             }
         }
-        let dict = request_attributes.call1((params, lora_request, priority))?;
+        let dict =
+            self.request_attributes
+                .bind(params.py())
+                .call1((params, lora_request, priority))?;
         let converted: Arc<[KeyValue]> = records::attributes(&dict)?.into();
         if let Some(inputs) = inputs {
             let known = Arc::new(Known {

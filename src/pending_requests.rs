@@ -9,7 +9,7 @@
 //!
 //! What the shim decides stays in Python: which call is an operation, whether the core reads its
 //! outputs (an `Operation` that says so is current exactly then), the request attributes of a set of
-//! sampling parameters (`_vllm.request_attributes`, called once per distinct parameters object).
+//! sampling parameters (`_vllm.request_attributes`, called once per distinct set of values).
 //! Every other request, and every one whose registration here fails, goes to the shim's own
 //! registration, unchanged. An entry the core cannot record (an output of an unusual shape, a call
 //! that ended with requests unfinished) is handed back into the shim's dict in its own layout.
@@ -57,7 +57,6 @@ fn parameters(
     params: &Bound<'_, PyAny>,
     lora_request: &Bound<'_, PyAny>,
     priority: &Bound<'_, PyAny>,
-    request_attributes: &Bound<'_, PyAny>,
     known: &KnownAttributes,
 ) -> PyResult<Arc<Parameters>> {
     let same = |p: &Parameters| {
@@ -75,7 +74,7 @@ fn parameters(
         return Ok(kept.clone());
     }
     // Python code runs from here on: no lock is held.
-    let attributes = known.attributes(params, lora_request, priority, request_attributes)?;
+    let attributes = known.attributes(params, lora_request, priority)?;
     let own = &attributes.converted;
     let header = if own.is_empty() {
         operation.header.clone()
@@ -161,10 +160,10 @@ pub struct PendingRequests {
     current_operation: Py<PyAny>,
     /// The shim's registration of every other request: called with add_request's arguments.
     register_otherwise: Py<PyAny>,
-    /// The shim's clock (`_vllm.now_ns`) and attribute reader (`_vllm.request_attributes`).
+    /// The shim's clock (`_vllm.now_ns`).
     clock: Clock,
-    request_attributes: Py<PyAny>,
-    /// The attributes of the last parameters read, with what they were read from.
+    /// The shim's attribute reader (`_vllm.request_attributes`), and what it made of the last
+    /// parameters it read.
     known_attributes: KnownAttributes,
     active: AtomicBool,
 }
@@ -193,8 +192,12 @@ impl PendingRequests {
             } else {
                 Clock::Python(now_ns.unbind())
             },
-            request_attributes,
-            known_attributes: KnownAttributes::new(py, sampling_fields, lora_fields),
+            known_attributes: KnownAttributes::new(
+                py,
+                request_attributes,
+                sampling_fields,
+                lora_fields,
+            ),
             active: AtomicBool::new(true),
         })
     }
@@ -304,14 +307,7 @@ impl PendingRequests {
             Err(_) => CompactString::from(request_id.str()?.to_str()?),
         };
         let core = operation.get();
-        let parameters = parameters(
-            core,
-            params,
-            lora_request,
-            priority,
-            self.request_attributes.bind(py),
-            &self.known_attributes,
-        )?;
+        let parameters = parameters(core, params, lora_request, priority, &self.known_attributes)?;
         let added_ns = self.clock.now_ns(py)?;
         core.count_request();
         core.outstanding.fetch_add(1, Ordering::AcqRel);

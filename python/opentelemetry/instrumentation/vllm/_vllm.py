@@ -24,7 +24,6 @@ from typing import Any
 
 _isfinite = math.isfinite
 _INF = math.inf
-_NEG_INF = -math.inf
 
 LLM_MODULE = "vllm.entrypoints.llm"
 LLM_CLASS = "LLM"
@@ -192,9 +191,9 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
     A value of the wrong type, negative where it cannot be, or not finite is left out: the
     attribute is absent rather than wrong (and a bool never passes for a number).
 
-    This runs once per LLM call of one prompt: the values are read in one call, each value of the
-    usual type is taken inline, and only others go through _count, _real and _integer (a call each
-    costs more than the check).
+    The core calls this once per distinct set of values (src/known_attributes.rs), not per request:
+    the values are read in one call, each value of the usual type is taken inline, and only others
+    go through _count, _real and _integer.
     """
     max_tokens, temperature, top_p, frequency_penalty, presence_penalty, top_k, seed, stop, n = _sampling_values(params)
     attributes: dict[str, Any] = {}
@@ -202,25 +201,16 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
         max_tokens = _count(max_tokens)
     if max_tokens is not None:
         attributes["gen_ai.request.max_tokens"] = max_tokens
-    # The four real values are checked one after the other rather than in a loop over (value, key)
-    # pairs, which would build the pairs on every call. A float compared with the infinities:
-    # False for NaN and the infinities themselves.
-    if type(temperature) is not float or not _NEG_INF < temperature < _INF:
-        temperature = _real(temperature)
-    if temperature is not None:
-        attributes["gen_ai.request.temperature"] = temperature
-    if type(top_p) is not float or not _NEG_INF < top_p < _INF:
-        top_p = _real(top_p)
-    if top_p is not None:
-        attributes["gen_ai.request.top_p"] = top_p
-    if type(frequency_penalty) is not float or not _NEG_INF < frequency_penalty < _INF:
-        frequency_penalty = _real(frequency_penalty)
-    if frequency_penalty is not None:
-        attributes["gen_ai.request.frequency_penalty"] = frequency_penalty
-    if type(presence_penalty) is not float or not _NEG_INF < presence_penalty < _INF:
-        presence_penalty = _real(presence_penalty)
-    if presence_penalty is not None:
-        attributes["gen_ai.request.presence_penalty"] = presence_penalty
+    for key, value in (
+        ("gen_ai.request.temperature", temperature),
+        ("gen_ai.request.top_p", top_p),
+        ("gen_ai.request.frequency_penalty", frequency_penalty),
+        ("gen_ai.request.presence_penalty", presence_penalty),
+    ):
+        if type(value) is not float or not _isfinite(value):
+            value = _real(value)
+        if value is not None:
+            attributes[key] = value
     # vLLM uses -1 (older) or 0 (newer) for "top-k disabled": no top-k was requested.
     top_k = None if type(top_k) is int and top_k <= 0 else _real(_integer(top_k))
     if top_k is not None and top_k > 0:
