@@ -5,6 +5,7 @@
 //! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
 
 pub mod bridge;
+pub mod clock;
 pub mod config;
 pub mod diagnostics;
 pub mod engine_state;
@@ -14,6 +15,7 @@ pub mod hdr;
 pub mod ids;
 pub mod known_attributes;
 pub mod metrics;
+pub mod offline_calls;
 pub mod operation;
 pub mod otlp_span_encoder;
 pub mod output_reader;
@@ -115,8 +117,7 @@ fn new_span_context(
     let kind = records::span_kind(span_kind);
     Ok(operation::reserve_span_context(
         parent.as_ref(),
-        operation_name,
-        request_model,
+        &spans::span_name(operation_name, request_model),
         kind,
     ))
 }
@@ -288,6 +289,8 @@ mod _core {
         latency_percentiles, latency_summary, latency_summary_at_exit, new_span_context,
         record_engine_state, record_operation, record_requests, shutdown, stats,
     };
+    #[pymodule_export]
+    use crate::offline_calls::{OfflineCalls, OperationStart};
     #[pymodule_export]
     use crate::operation::Operation;
     #[pymodule_export]

@@ -280,60 +280,8 @@ impl OutputReader {
         engine_key: usize,
         end_ns: u64,
     ) -> PyResult<Leftovers<'py>> {
-        let leftovers = PyList::empty(py);
-        let requests = requests.get();
-        // Records grouped by their header (one per operation and parameters object).
-        let mut groups: SmallVec<[(Arc<BatchHeader>, RequestRecords); 2]> = SmallVec::new();
-        // A getattr can run Python code, and with it another thread's read of this reader: that
-        // one must not wait for this lock (it holds the GIL this thread needs), so it converts
-        // afresh instead.
-        let mut kept = self.conversions.try_lock();
-        let mut fresh = Conversions::default();
-        let conversions = match kept.as_deref_mut() {
-            Some(kept) => kept,
-            None => &mut fresh,
-        };
-        for output in outputs.iter() {
-            let request_id = match self.finished_request_id(&output) {
-                Ok(None) => continue,
-                Ok(Some(request_id)) => request_id,
-                Err(Unclean) => {
-                    leftovers.append(output)?;
-                    continue;
-                }
-            };
-            let Ok(request_id) = request_id.to_str() else {
-                leftovers.append(output)?;
-                continue;
-            };
-            let Some(entry) = requests.take(engine_key, request_id) else {
-                leftovers.append(output)?;
-                continue;
-            };
-            match self.read_record(&output, request_id, entry.added_ns, end_ns, conversions) {
-                Ok(record) => {
-                    let header = &entry.parameters.header;
-                    match groups.iter_mut().find(|g| Arc::ptr_eq(&g.0, header)) {
-                        Some(group) => group.1.push(record),
-                        None => {
-                            let mut records = RequestRecords::with_capacity(outputs.len());
-                            records.push(record);
-                            groups.push((header.clone(), records));
-                        }
-                    }
-                }
-                Err(Unclean) => {
-                    entry.hand_to_shim(py, engine_key, request_id, pending)?;
-                    leftovers.append(output)?;
-                }
-            }
-        }
-        if let Some(pipeline) = state::current() {
-            for (header, requests) in groups {
-                pipeline.record_requests(header, requests);
-            }
-        }
-        Ok(leftovers)
+        let leftovers = self.record_outputs(py, outputs, requests, pending, engine_key, end_ns)?;
+        Ok(leftovers.unwrap_or_else(|| PyList::empty(py)))
     }
 
     /// For tests: the record this reader builds for one finished `output` whose add_request time
@@ -392,6 +340,78 @@ impl OutputReader {
 }
 
 impl OutputReader {
+    /// `record_finished`, with None where no output is left (most steps).
+    pub fn record_outputs<'py>(
+        &self,
+        py: Python<'py>,
+        outputs: &Bound<'py, PyList>,
+        requests: &Bound<'py, PendingRequests>,
+        pending: &Bound<'py, PyDict>,
+        engine_key: usize,
+        end_ns: u64,
+    ) -> PyResult<Option<Leftovers<'py>>> {
+        // Made when the first output is left: most steps leave none.
+        let mut leftovers: Option<Leftovers<'py>> = None;
+        let mut leave = |output: Bound<'py, PyAny>| {
+            leftovers
+                .get_or_insert_with(|| PyList::empty(py))
+                .append(output)
+        };
+        let requests = requests.get();
+        // Records grouped by their header (one per operation and parameters object).
+        let mut groups: SmallVec<[(Arc<BatchHeader>, RequestRecords); 2]> = SmallVec::new();
+        // A getattr can run Python code, and with it another thread's read of this reader: that
+        // one must not wait for this lock (it holds the GIL this thread needs), so it converts
+        // afresh instead.
+        let mut kept = self.conversions.try_lock();
+        let mut fresh = Conversions::default();
+        let conversions = match kept.as_deref_mut() {
+            Some(kept) => kept,
+            None => &mut fresh,
+        };
+        for output in outputs.iter() {
+            let request_id = match self.finished_request_id(&output) {
+                Ok(None) => continue,
+                Ok(Some(request_id)) => request_id,
+                Err(Unclean) => {
+                    leave(output)?;
+                    continue;
+                }
+            };
+            let Ok(request_id) = request_id.to_str() else {
+                leave(output)?;
+                continue;
+            };
+            let Some(entry) = requests.take(engine_key, request_id) else {
+                leave(output)?;
+                continue;
+            };
+            match self.read_record(&output, request_id, entry.added_ns, end_ns, conversions) {
+                Ok(record) => {
+                    let header = &entry.parameters.header;
+                    match groups.iter_mut().find(|g| Arc::ptr_eq(&g.0, header)) {
+                        Some(group) => group.1.push(record),
+                        None => {
+                            let mut records = RequestRecords::with_capacity(outputs.len());
+                            records.push(record);
+                            groups.push((header.clone(), records));
+                        }
+                    }
+                }
+                Err(Unclean) => {
+                    entry.hand_to_shim(py, engine_key, request_id, pending)?;
+                    leave(output)?;
+                }
+            }
+        }
+        if let Some(pipeline) = state::current() {
+            for (header, requests) in groups {
+                pipeline.record_requests(header, requests);
+            }
+        }
+        Ok(leftovers)
+    }
+
     /// The request id of a finished output; `Ok(None)` when it is not finished. `Err`: the shim's.
     fn finished_request_id<'py>(
         &self,

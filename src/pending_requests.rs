@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use compact_str::CompactString;
 use parking_lot::Mutex;
@@ -28,6 +27,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use crate::clock::Clock;
 use crate::known_attributes::KnownAttributes;
 use crate::operation::Operation;
 use crate::records::BatchHeader;
@@ -80,9 +80,13 @@ fn parameters(
         operation.header.clone()
     } else {
         let mut header = BatchHeader::clone(&operation.header);
-        let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
-        spans::merge_attributes(&mut merged, &header.attributes, own);
-        header.attributes = merged;
+        header.attributes = if header.attributes.is_empty() {
+            own.clone()
+        } else {
+            let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
+            spans::merge_attributes(&mut merged, &header.attributes, own);
+            merged.into()
+        };
         Arc::new(header)
     };
     let parameters = Arc::new(Parameters {
@@ -95,24 +99,6 @@ fn parameters(
     let replaced = operation.last_parameters.lock().replace(parameters.clone());
     drop(replaced);
     Ok(parameters)
-}
-
-/// The shim's wall clock: `time.time_ns` itself is read here (the same clock, `CLOCK_REALTIME`,
-/// without a call and an int to convert); any other (a test's) is called.
-enum Clock {
-    System,
-    Python(Py<PyAny>),
-}
-
-impl Clock {
-    fn now_ns(&self, py: Python<'_>) -> PyResult<u64> {
-        match self {
-            Clock::System => Ok(SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)),
-            Clock::Python(now_ns) => now_ns.bind(py).call0()?.extract(),
-        }
-    }
 }
 
 /// A registered request.
@@ -182,16 +168,11 @@ impl PendingRequests {
         lora_fields: Vec<String>,
     ) -> PyResult<Self> {
         let py = now_ns.py();
-        let system_clock = py.import("time")?.getattr("time_ns")?;
         Ok(PendingRequests {
             entries: Mutex::new(Entries::default()),
             current_operation,
             register_otherwise,
-            clock: if now_ns.is(&system_clock) {
-                Clock::System
-            } else {
-                Clock::Python(now_ns.unbind())
-            },
+            clock: Clock::of(now_ns)?,
             known_attributes: KnownAttributes::new(
                 py,
                 request_attributes,
@@ -256,7 +237,7 @@ impl PendingRequests {
 
     /// Hands the entries of `operation` not taken by the reader (vLLM raised, or aborted them)
     /// into the shim's `pending` dict, in its layout, and returns the operation's request count.
-    fn release(
+    pub fn release(
         &self,
         py: Python<'_>,
         operation: &Bound<'_, Operation>,
@@ -329,6 +310,10 @@ impl PendingRequests {
                 .fetch_sub(1, Ordering::AcqRel);
         }
         Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.lock().is_empty()
     }
 
     /// Removes and returns the entry of a finished request, if it is registered here.

@@ -55,8 +55,9 @@ pub struct BatchHeader {
     pub response_model: Option<Name>,
     pub parent: Option<ParentContext>,
     pub span_kind: SpanKind,
-    /// Span attributes common to all requests (for example sampling parameters shared by a batch).
-    pub attributes: Vec<KeyValue>,
+    /// Span attributes common to all requests (for example sampling parameters shared by a batch);
+    /// shared, as the request headers of many calls with the same parameters carry the same ones.
+    pub attributes: Arc<[KeyValue]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -317,7 +318,7 @@ pub fn batch_header(obj: &Bound<'_, PyAny>) -> PyResult<BatchHeader> {
         response_model: opt_string(&f(3)?)?.map(Name::from),
         parent: parent(&f(4)?)?,
         span_kind: span_kind(f(5)?.extract()?),
-        attributes: attributes(&f(6)?)?,
+        attributes: attributes(&f(6)?)?.into(),
     })
 }
 

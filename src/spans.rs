@@ -39,7 +39,7 @@ fn unix_nanos(nanos: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
-fn span_name(operation: &str, model: Option<&str>) -> Cow<'static, str> {
+pub fn span_name(operation: &str, model: Option<&str>) -> Cow<'static, str> {
     match model {
         Some(m) if !m.is_empty() => Cow::Owned(format!("{operation} {m}")),
         _ => Cow::Owned(operation.to_string()),
@@ -131,13 +131,11 @@ impl SpanFactory {
     pub fn new_span_context(
         &self,
         parent: Option<&ParentContext>,
-        operation: &str,
-        model: Option<&str>,
+        name: &str,
         kind: SpanKind,
     ) -> (u128, u64, u8) {
         let trace_id = parent.map(|p| p.trace_id).unwrap_or_else(ids::new_trace_id);
-        let name = span_name(operation, model);
-        let flags = if self.sampled(parent, trace_id, &name, &kind) {
+        let flags = if self.sampled(parent, trace_id, name, &kind) {
             TraceFlags::SAMPLED.to_u8()
         } else {
             0
@@ -361,7 +359,7 @@ mod tests {
             response_model: Some("tiny".into()),
             parent,
             span_kind: SpanKind::Internal,
-            attributes: vec![KeyValue::new("gen_ai.request.temperature", 0.0)],
+            attributes: vec![KeyValue::new("gen_ai.request.temperature", 0.0)].into(),
         }
     }
 
@@ -510,13 +508,9 @@ mod tests {
             is_remote: true,
         };
         let (trace_id, span_id, flags) =
-            on.new_span_context(Some(&parent), "chat", Some("m"), SpanKind::Internal);
+            on.new_span_context(Some(&parent), "chat m", SpanKind::Internal);
         assert_eq!((trace_id, flags), (9, 1));
         assert_ne!(span_id, 0);
-        assert_eq!(
-            off.new_span_context(None, "chat", None, SpanKind::Internal)
-                .2,
-            0
-        );
+        assert_eq!(off.new_span_context(None, "chat", SpanKind::Internal).2, 0);
     }
 }

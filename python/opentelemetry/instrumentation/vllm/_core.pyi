@@ -5,6 +5,7 @@ timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
 ``opentelemetry.trace.SpanContext``. ``None`` means "not provided": the core records nothing for it.
 """
 
+import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypedDict
 
@@ -217,3 +218,38 @@ class PendingRequests:
         """Hands the operation's unfinished requests into ``pending``; returns its request count."""
     def deactivate(self) -> None: ...
     def __len__(self) -> int: ...
+
+class OfflineCalls:
+    """The begin and end of instrumented LLM calls and engine steps' reports, for calls whose
+    outputs the core reads (see ``src/offline_calls.rs``). Never raises an ``Exception``: failures go
+    to ``log_failure(what, exception)`` and the call goes on untraced."""
+
+    def __init__(
+        self,
+        *,
+        current_operation: contextvars.ContextVar[Operation | None],
+        engine_attribute: str,
+        model_name: Callable[[Any], str | None],
+        current_context: Callable[[], Any],
+        parent_of: Callable[[Any], ParentContext | None],
+        provider_name: str,
+        now_ns: Callable[[], int],
+        requests: PendingRequests,
+        reader: OutputReader,
+        shim_pending: dict[tuple[int, str], tuple],
+        record_otherwise: Callable[[Any, list, int], None],
+        end_unfinished: Callable[[Operation, int, str | None], None],
+        log_failure: Callable[[str, BaseException], None],
+    ) -> None: ...
+    def end(self, token: contextvars.Token[Operation | None], error: BaseException | None = None) -> None:
+        """Ends the operation ``OperationStart.begin`` made current: unfinished requests, then its span."""
+    def record_step(self, engine: Any, outputs: Any) -> None:
+        """Records the finished outputs of a step; the shim's go to ``record_otherwise``."""
+    def deactivate(self) -> None: ...
+
+class OperationStart:
+    """The beginning of one LLM method's calls (its operation name; whether its requests are the user's)."""
+
+    def __init__(self, calls: OfflineCalls, name: str, records_requests: bool) -> None: ...
+    def begin(self, llm: Any, messages: Any = None) -> contextvars.Token[Operation | None] | None:
+        """Makes a new operation current; None where the call is not one (off, nested, failed)."""

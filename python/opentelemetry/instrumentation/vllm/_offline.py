@@ -8,6 +8,9 @@
   Python touches each request twice (add, finish), never per token. For a call whose outputs the
   core reads (no content to capture), the core also keeps the request (``_core.PendingRequests``):
   add_request's replacement calls it directly, and the shim's own dict holds only the others.
+- Where the core reads outputs, ``_core.OfflineCalls`` does what ``begin``, ``_end_operation`` and
+  ``_record_step`` do here, called directly by the generated replacements (see src/offline_calls.rs);
+  the Python versions serve content capture and ``wait_for_completion``.
 - ``LLM.__init__`` turns vLLM's per-request stats on unless the user turned them off, because
   TTFT, TPOT, queue, prefill and decode come only from them.
 
@@ -24,7 +27,7 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
-from opentelemetry.instrumentation.vllm._context import current_parent
+from opentelemetry.instrumentation.vllm._context import current_context_getter, current_parent, parent_of
 from opentelemetry.instrumentation.vllm._forwarding import (
     forwarding_function,
     result_reporting_function,
@@ -64,13 +67,16 @@ class OfflineInstrumentation:
         self._patches = ClassPatches()
         self._pending: dict[tuple[int, str], PendingRequest] = {}
         self._warned_stats_off = False
-        # (params, lora_request, priority, attributes) of the last request added here: a batch usually
-        # shares one SamplingParams object, so its attributes are read once, not per request.
+        # (params, lora_request, priority, attributes, operation) of the last request added here: a
+        # batch usually shares one SamplingParams object, so its attributes are read once, not per
+        # request; read again in each call (parameters may have been changed between calls).
         self._last_attributes: tuple | None = None
         # The core reads finished outputs itself unless content is captured (that needs Python).
         self._reader = None if content.capture else _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
-        # The requests the core reads, made when add_request is patched (with the clock of then).
+        # The requests the core reads and the core's begin/end/step reports, made when vLLM is
+        # patched (with the clock of then: tests replace it first); None where the shim reads.
         self._requests: Any = None
+        self._calls: Any = None
 
     # ---- patching ---------------------------------------------------------------------------
 
@@ -88,12 +94,41 @@ class OfflineInstrumentation:
         self._pending.clear()
         if self._requests is not None:
             self._requests.deactivate()
-            self._requests = None
+            self._calls.deactivate()
+            self._requests = self._calls = None
+
+    def _make_core_objects(self) -> None:
+        if self._reader is None or self._requests is not None:
+            return
+        self._requests = _core.PendingRequests(
+            _current_operation.get,
+            self._register_request,
+            _vllm.now_ns,
+            _vllm.request_attributes,
+            _vllm.SAMPLING_FIELDS,
+            _vllm.LORA_NAME_FIELDS,
+        )
+        self._calls = _core.OfflineCalls(
+            current_operation=_current_operation,
+            engine_attribute=_vllm.LLM_ENGINE_ATTRIBUTE,
+            model_name=_vllm.model_name,
+            current_context=current_context_getter(),
+            parent_of=parent_of,
+            provider_name=_vllm.PROVIDER_NAME,
+            now_ns=_vllm.now_ns,
+            requests=self._requests,
+            reader=self._reader,
+            shim_pending=self._pending,
+            record_otherwise=self._record_left_outputs,
+            end_unfinished=self._end_unfinished_requests,
+            log_failure=_log_failure,
+        )
 
     def _patch_llm_module(self, module: Any) -> None:
         if not self.active:
             return
         try:
+            self._make_core_objects()
             llm = getattr(module, _vllm.LLM_CLASS)
             self._patches.wrap(_vllm.defining_class(llm, "__init__"), "__init__", self._llm_init)
             for method in _vllm.OPERATION_OF_METHOD:
@@ -142,9 +177,17 @@ class OfflineInstrumentation:
     def _operation_replacement(self, method: str):
         """The replacement of an LLM method that is an operation (see ``_operation_beginning``): a function
         with the method's own parameters where it has plain ones (wrapt's wrapper costs about 0.55 µs
-        per call, as much as starting the operation), else a generic one."""
-        begin = self._operation_beginning(method)
-        end = self._end_operation
+        per call, as much as starting the operation), else a generic one. Where the core reads
+        outputs, the core begins and ends the operation, except wait_for_completion's (the shim's
+        pending requests name and count it)."""
+        operation_name = _vllm.OPERATION_OF_METHOD[method]
+        if self._calls is not None and operation_name is not None:
+            records_requests = method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS
+            begin = _core.OperationStart(self._calls, operation_name, records_requests).begin
+            end = self._calls.end
+        else:
+            begin = self._operation_beginning(method)
+            end = self._end_operation
 
         def make(original):
             surrounding = surrounding_function(original, begin, end, ("messages",))
@@ -197,7 +240,6 @@ class OfflineInstrumentation:
                     operation.runs_enqueued = True
                     operation.engine_id = id(engine)
                     operation.request_count = self._count_enqueued(engine)
-                self._last_attributes = None  # parameters may have been changed between calls
                 return _current_operation.set(operation)
             except Exception:  # noqa: BLE001
                 _logger.debug("could not start an operation span", exc_info=True)
@@ -217,16 +259,7 @@ class OfflineInstrumentation:
         return wrapper
 
     def _add_request_replacement(self, add_request):
-        if self._reader is not None and self._requests is None:
-            # The clock is the one of now, as everywhere the shim reads it (tests replace it first).
-            self._requests = _core.PendingRequests(
-                _current_operation.get,
-                self._register_request,
-                _vllm.now_ns,
-                _vllm.request_attributes,
-                _vllm.SAMPLING_FIELDS,
-                _vllm.LORA_NAME_FIELDS,
-            )
+        self._make_core_objects()
         register = self._requests.register if self._requests is not None else self._register_request
         # The usual case: a function with add_request's own parameters (see _forwarding.py).
         forwarding = forwarding_function(add_request, register, _vllm.ADD_REQUEST_FIELDS)
@@ -252,11 +285,17 @@ class OfflineInstrumentation:
             if operation is not None and not operation.records_requests:
                 return
             last = self._last_attributes
-            if last is not None and last[0] is params and last[1] is lora_request and last[2] == priority:
+            if (
+                last is not None
+                and last[0] is params
+                and last[1] is lora_request
+                and last[2] == priority
+                and last[4] is operation
+            ):
                 attributes = last[3]
             else:
                 attributes = _vllm.request_attributes(params, lora_request, priority)
-                self._last_attributes = (params, lora_request, priority, attributes)
+                self._last_attributes = (params, lora_request, priority, attributes, operation)
             conversation = None
             if operation is not None:
                 if operation.conversations and operation.request_count < len(operation.conversations):
@@ -275,16 +314,18 @@ class OfflineInstrumentation:
             _logger.debug("could not register a request", exc_info=True)
 
     def _step_replacement(self, step):
+        self._make_core_objects()
+        record_step = self._calls.record_step if self._calls is not None else self._record_step
         # The usual case: a function with step's own parameters, which reports only the steps that
         # returned outputs (see _forwarding.py).
-        forwarding = result_reporting_function(step, self._record_step)
+        forwarding = result_reporting_function(step, record_step)
         if forwarding is not None:
             return forwarding
 
         def instrumented_step(engine, *args, **kwargs):
             outputs = step(engine, *args, **kwargs)
             if outputs:
-                self._record_step(engine, outputs)
+                record_step(engine, outputs)
             return outputs
 
         return instrumented_step
@@ -292,20 +333,18 @@ class OfflineInstrumentation:
     # ---- recording --------------------------------------------------------------------------
 
     def _record_step(self, engine: Any, outputs: list) -> None:
-        """Records the requests that finished in an engine step that returned ``outputs``. Never raises."""
-        if not (self._pending or self._requests):
+        """Records the requests that finished in an engine step that returned ``outputs``, where the
+        shim reads outputs (see ``OfflineCalls.record_step`` for the core's). Never raises."""
+        if not self._pending:
             return
         try:
-            end_ns = _vllm.now_ns()
-            if self._requests is not None and type(outputs) is list:
-                # The core records the outputs of the requests it keeps, if of the usual shape, and
-                # leaves the others to the shim (handing the entries of unusual ones into self._pending).
-                outputs = self._reader.record_finished(outputs, self._requests, self._pending, id(engine), end_ns)
-                if not outputs or not self._pending:
-                    return
-            self._record_finished(engine, outputs, end_ns)
+            self._record_finished(engine, outputs, _vllm.now_ns())
         except Exception:  # noqa: BLE001
             _logger.debug("could not record finished requests", exc_info=True)
+
+    def _record_left_outputs(self, engine: Any, outputs: list, end_ns: int) -> None:
+        """The core's hand-over of the outputs it did not record (see ``OfflineCalls``)."""
+        self._record_finished(engine, outputs, end_ns)
 
     def _record_finished(self, engine: Any, outputs: list, end_ns: int) -> None:
         """The shim's own reading of finished outputs: its requests, and outputs the core left."""
@@ -433,6 +472,11 @@ class OfflineInstrumentation:
     def _count_enqueued(self, engine: Any) -> int:
         engine_id = id(engine)
         return sum(1 for (owner, _), p in self._pending.copy().items() if owner == engine_id and p[OPERATION] is None)
+
+
+def _log_failure(what: str, error: BaseException) -> None:
+    """The core's report of an exception it kept from the application (see src/offline_calls.rs)."""
+    _logger.debug("could not %s", what, exc_info=error)
 
 
 def _bare_record(request_id: str, start_ns: int, attributes: dict, end_ns: int, error_type: str | None) -> tuple:

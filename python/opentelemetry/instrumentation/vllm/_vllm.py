@@ -60,8 +60,12 @@ def defining_class(cls: type, name: str) -> type | None:
     return None
 
 
+# The LLM's attribute holding its LLMEngine.
+LLM_ENGINE_ATTRIBUTE = "llm_engine"
+
+
 def llm_engine(llm: Any) -> Any:
-    return getattr(llm, "llm_engine", None)
+    return getattr(llm, LLM_ENGINE_ATTRIBUTE, None)
 
 
 def chat_conversations(messages: Any) -> list | None:
