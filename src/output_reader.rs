@@ -267,23 +267,6 @@ impl OutputReader {
         }
     }
 
-    /// Records the finished outputs of one step whose request is registered in `requests`, and
-    /// returns the other finished outputs, which are the shim's: those of requests it registered
-    /// itself, and those of an unusual shape, whose entry is handed into the shim's `pending` dict
-    /// (see `PendingRequests`). Unfinished outputs are neither.
-    fn record_finished<'py>(
-        &self,
-        py: Python<'py>,
-        outputs: &Bound<'py, PyList>,
-        requests: &Bound<'py, PendingRequests>,
-        pending: &Bound<'py, PyDict>,
-        engine_key: usize,
-        end_ns: u64,
-    ) -> PyResult<Leftovers<'py>> {
-        let leftovers = self.record_outputs(py, outputs, requests, pending, engine_key, end_ns)?;
-        Ok(leftovers.unwrap_or_else(|| PyList::empty(py)))
-    }
-
     /// For tests: the record this reader builds for one finished `output` whose add_request time
     /// was `start_ns`, in the shim's request-record layout (attributes None), or None where the
     /// output would be left to the shim.
@@ -340,7 +323,11 @@ impl OutputReader {
 }
 
 impl OutputReader {
-    /// `record_finished`, with None where no output is left (most steps).
+    /// Records the finished outputs of one step whose request is registered in `requests`, and
+    /// returns the other finished outputs, which are the shim's: those of requests it registered
+    /// itself, and those of an unusual shape, whose entry is handed into the shim's `pending` dict
+    /// (see `PendingRequests`), or None where none is left (most steps). Unfinished outputs are
+    /// neither. Called by `OfflineCalls.record_step`.
     pub fn record_outputs<'py>(
         &self,
         py: Python<'py>,

@@ -140,17 +140,6 @@ class OutputReader:
         decode: tuple[str, str],
         inference: tuple[str, str],
     ) -> None: ...
-    def record_finished(
-        self,
-        outputs: list[Any],
-        requests: PendingRequests,
-        pending: dict[tuple[int, str], tuple],
-        engine_key: int,
-        end_ns: int,
-    ) -> list[Any]:
-        """Records the finished outputs of the requests kept in ``requests``; returns the other
-        finished outputs, the shim's: those of its own requests, and those of an unusual shape, whose
-        entry is handed into ``pending`` in the shim's layout."""
     def record_of(self, output: Any, start_ns: int, end_ns: int) -> RequestRecord | None:
         """For tests: the record this reader would build, attributes None; None where it would leave the output."""
 
