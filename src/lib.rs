@@ -7,6 +7,7 @@
 pub mod bridge;
 pub mod clock;
 pub mod config;
+pub mod current_operation;
 pub mod diagnostics;
 pub mod engine_state;
 pub mod exporters;
@@ -289,6 +290,8 @@ mod _core {
         latency_percentiles, latency_summary, latency_summary_at_exit, new_span_context,
         record_engine_state, record_operation, record_requests, shutdown, stats,
     };
+    #[pymodule_export]
+    use crate::current_operation::{current_operation, set_current_operation};
     #[pymodule_export]
     use crate::offline_calls::{OfflineCalls, OperationStart};
     #[pymodule_export]

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyWeakrefReference};
 
 use crate::clock::Clock;
+use crate::current_operation;
 use crate::operation::Operation;
 use crate::output_reader::OutputReader;
 use crate::pending_requests::PendingRequests;
@@ -30,10 +31,6 @@ use crate::pending_requests::PendingRequests;
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
 pub struct OfflineCalls {
     active: AtomicBool,
-    /// The context variable holding the current `Operation`: its bound `get`, `set` and `reset`.
-    get_current: Py<PyAny>,
-    set_current: Py<PyAny>,
-    reset_current: Py<PyAny>,
     /// The LLM's attribute holding its engine.
     engine_attribute: Py<PyString>,
     /// The shim's `model_name(engine)`, and its last answer with a weak reference to the engine it
@@ -65,11 +62,10 @@ pub struct OfflineCalls {
 impl OfflineCalls {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, current_operation, engine_attribute, model_name, current_context,
+    #[pyo3(signature = (*, engine_attribute, model_name, current_context,
         parent_of, provider_name, now_ns, requests, reader, shim_pending, record_otherwise, end_unfinished,
         log_failure))]
     fn new(
-        current_operation: &Bound<'_, PyAny>,
         engine_attribute: Bound<'_, PyString>,
         model_name: Py<PyAny>,
         current_context: Py<PyAny>,
@@ -85,9 +81,6 @@ impl OfflineCalls {
     ) -> PyResult<Self> {
         Ok(OfflineCalls {
             active: AtomicBool::new(true),
-            get_current: current_operation.getattr("get")?.unbind(),
-            set_current: current_operation.getattr("set")?.unbind(),
-            reset_current: current_operation.getattr("reset")?.unbind(),
             engine_attribute: engine_attribute.unbind(),
             model_name,
             last_model: Mutex::new(None),
@@ -105,17 +98,19 @@ impl OfflineCalls {
         })
     }
 
-    /// Ends the operation `begin` made current (`token`: what `OperationStart.begin` returned):
-    /// the core's and the shim's requests of it that never finished end with it (the shim's
-    /// `end_unfinished`), then its span, with `error`'s type name where the call raised.
-    #[pyo3(signature = (token, error=None))]
+    /// Ends the operation `OperationStart.begin` made current and returned: the core's and the
+    /// shim's requests of it that never finished end with it (the shim's `end_unfinished`), then
+    /// its span, with `error`'s type name where the call raised.
+    #[pyo3(signature = (operation, error=None))]
     fn end(
         &self,
         py: Python<'_>,
-        token: &Bound<'_, PyAny>,
+        operation: &Bound<'_, Operation>,
         error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let ended = self.end_operation(py, token, error);
+        // `begin` made it current only where none was: none is current once it ended.
+        drop(current_operation::replace(None));
+        let ended = self.end_operation(py, operation, error);
         self.absorb(py, "record an operation span", ended)
     }
 
@@ -147,9 +142,9 @@ impl OfflineCalls {
         name: &Bound<'_, PyAny>,
         records_requests: bool,
         llm: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    ) -> PyResult<Option<Py<Operation>>> {
         // A call made inside another one (chat -> generate in older vLLM) is not an operation.
-        if !self.get_current.bind(py).call0()?.is_none() {
+        if current_operation::is_set() {
             return Ok(None);
         }
         let engine = match llm.getattr(self.engine_attribute.bind(py)) {
@@ -172,11 +167,9 @@ impl OfflineCalls {
             records_requests,
             start_ns,
         )?;
-        let token = self
-            .set_current
-            .bind(py)
-            .call1((Bound::new(py, operation)?,))?;
-        Ok(Some(token.unbind()))
+        let operation = Py::new(py, operation)?;
+        drop(current_operation::replace(Some(operation.clone_ref(py))));
+        Ok(Some(operation))
     }
 
     /// The engine's model name: the last one's if it is the same engine, else the shim's reading.
@@ -223,26 +216,23 @@ impl OfflineCalls {
     fn end_operation(
         &self,
         py: Python<'_>,
-        token: &Bound<'_, PyAny>,
+        operation: &Bound<'_, Operation>,
         error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let current = self.get_current.bind(py).call0()?;
-        self.reset_current.bind(py).call1((token,))?;
         let end_ns = self.clock.now_ns(py)?;
         let error_type = match error {
             Some(e) if !e.is_none() => Some(e.get_type().qualname()?.to_string()),
             _ => None,
         };
-        let operation = current.cast_into::<Operation>()?;
         let shim_pending = self.shim_pending.bind(py);
         if operation.get().reads_outputs() {
             // The core's unfinished requests of this operation join the shim's, which end below.
-            self.requests.get().release(py, &operation, shim_pending)?;
+            self.requests.get().release(py, operation, shim_pending)?;
         }
         if !shim_pending.is_empty() {
             self.end_unfinished
                 .bind(py)
-                .call1((&operation, end_ns, error_type.as_deref()))?;
+                .call1((operation, end_ns, error_type.as_deref()))?;
         }
         operation.get().finish(end_ns, error_type);
         Ok(())
@@ -312,8 +302,8 @@ impl OperationStart {
         }
     }
 
-    /// Makes a new operation current for a call of the method on `llm` and returns the context
-    /// variable's token for `OfflineCalls.end`; None where the call is not an operation
+    /// Makes a new operation current on this thread for a call of the method on `llm` and returns
+    /// it, for `OfflineCalls.end`; None where the call is not an operation
     /// (instrumentation off, a call inside another one, or the operation could not start).
     /// `messages` (chat's) is not read: conversations are captured only with content, by the shim.
     #[pyo3(signature = (llm, messages=None))]
@@ -322,7 +312,7 @@ impl OperationStart {
         py: Python<'_>,
         llm: &Bound<'_, PyAny>,
         messages: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    ) -> PyResult<Option<Py<Operation>>> {
         let _ = messages;
         let calls = self.calls.get();
         if !calls.active.load(Ordering::Relaxed) {

@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::clock::Clock;
+use crate::current_operation;
 use crate::known_attributes::KnownAttributes;
 use crate::operation::Operation;
 use crate::records::BatchHeader;
@@ -142,8 +143,6 @@ impl Entry {
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
 pub struct PendingRequests {
     entries: Mutex<Entries>,
-    /// The `get` of the context variable holding the current `Operation` (or None).
-    current_operation: Py<PyAny>,
     /// The shim's registration of every other request: called with add_request's arguments.
     register_otherwise: Py<PyAny>,
     /// The shim's clock (`_vllm.now_ns`).
@@ -160,7 +159,6 @@ impl PendingRequests {
     /// parameters and of the LoRA request (see `known_attributes.rs`).
     #[new]
     fn new(
-        current_operation: Py<PyAny>,
         register_otherwise: Py<PyAny>,
         now_ns: Bound<'_, PyAny>,
         request_attributes: Py<PyAny>,
@@ -170,7 +168,6 @@ impl PendingRequests {
         let py = now_ns.py();
         Ok(PendingRequests {
             entries: Mutex::new(Entries::default()),
-            current_operation,
             register_otherwise,
             clock: Clock::of(now_ns)?,
             known_attributes: KnownAttributes::new(
@@ -198,21 +195,19 @@ impl PendingRequests {
         prompt_text: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         if self.active.load(Ordering::Relaxed) {
-            let registered = self.current_operation.bind(py).call0().and_then(|current| {
-                match current.cast_into::<Operation>() {
-                    Ok(operation) if operation.get().reads_outputs() => self
-                        .register_core(
-                            &operation,
-                            engine,
-                            request_id,
-                            params,
-                            lora_request,
-                            priority,
-                        )
-                        .map(|()| true),
-                    _ => Ok(false),
-                }
-            });
+            let registered = match current_operation::current(py) {
+                Some(operation) if operation.get().reads_outputs() => self
+                    .register_core(
+                        operation.bind(py),
+                        engine,
+                        request_id,
+                        params,
+                        lora_request,
+                        priority,
+                    )
+                    .map(|()| true),
+                _ => Ok(false),
+            };
             match registered {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}

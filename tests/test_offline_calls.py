@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import weakref
 
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.vllm import _context, _vllm
+from opentelemetry.instrumentation.vllm import _context, _core, _vllm
 from test_offline_fake import LOGGER, MODEL, exported
 
 
@@ -116,3 +117,35 @@ def test_another_runtime_context_is_read_through_get_current(monkeypatch):
 
     monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", OtherRuntime())
     assert _context.current_context_getter() is otel_context.get_current
+
+
+def test_a_call_is_current_on_its_own_thread_only_and_not_after_it_returns_or_raises(instrument, http_receiver):
+    # The call in progress is kept per thread (src/current_operation.rs), as a context variable
+    # would be: another thread sees none, and none is left once the call returned or raised.
+    instrument()
+    from vllm import LLM, SamplingParams
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    llm = LLM(MODEL)
+    engine_core = llm.llm_engine.engine_core
+    seen: list[tuple[str, object]] = []
+    original_step = engine_core.step
+
+    def observing_step():
+        seen.append(("caller", _core.current_operation()))
+        other = threading.Thread(target=lambda: seen.append(("other thread", _core.current_operation())))
+        other.start()
+        other.join()
+        return original_step()
+
+    engine_core.step = observing_step
+    llm.generate(["a"], SamplingParams(max_tokens=2))
+    assert _core.current_operation() is None
+    callers = {operation for who, operation in seen if who == "caller"}
+    assert len(callers) == 1 and None not in callers  # the same operation at every step
+    assert {operation for who, operation in seen if who == "other thread"} == {None}
+
+    engine_core.raise_at_step(engine_core.steps + 1, EngineDeadError("engine died"))
+    with pytest.raises(EngineDeadError):
+        llm.generate(["b"], SamplingParams(max_tokens=2))
+    assert _core.current_operation() is None

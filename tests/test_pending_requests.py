@@ -5,7 +5,6 @@ Python objects for the shim's side (the callables the shim passes in)."""
 
 from __future__ import annotations
 
-import contextvars
 from typing import Any
 
 import pytest
@@ -16,11 +15,17 @@ SAMPLING_FIELDS = ("temperature", "stop")
 LORA_FIELDS = ("lora_name",)
 
 
+@pytest.fixture(autouse=True)
+def _no_current_operation():
+    """Each test makes its operation current on this thread (as the core's begin does); none after."""
+    yield
+    _core.set_current_operation(None)
+
+
 class Shim:
-    """The shim's side: the current core operation, its own registration, a clock, attributes."""
+    """The shim's side: its own registration, a clock, attributes."""
 
     def __init__(self) -> None:
-        self.current: contextvars.ContextVar[Any] = contextvars.ContextVar("current", default=None)
         self.registered_otherwise: list[tuple] = []
         self.attribute_reads: list[Any] = []
         self.clock = 1_700_000_000_000_000_000
@@ -41,7 +46,6 @@ class Shim:
 
     def store(self) -> Any:
         return _core.PendingRequests(
-            self.current.get,
             self.register_otherwise,
             self.now_ns,
             self.request_attributes,
@@ -68,7 +72,7 @@ def test_requests_of_a_core_operation_are_kept_and_given_back_in_the_shims_layou
     shim = Shim()
     store = shim.store()
     core = core_operation()
-    shim.current.set(core)
+    _core.set_current_operation(core)
     engine, params = object(), {"temperature": 0.5}
     store.register(engine, "7", "p", params, None, 0, None)
     store.register(engine, 8, "p", params, None, 0, None)  # str(request_id), as the shim keys them
@@ -90,7 +94,7 @@ def test_parameters_are_read_again_when_another_object_is_given():
     shim = Shim()
     store = shim.store()
     core = core_operation()
-    shim.current.set(core)
+    _core.set_current_operation(core)
     first, second = {"temperature": 0.5}, {"temperature": 0.5}
     engine = object()
     for request_id, params, priority in (("1", first, 0), ("2", first, 0), ("3", second, 0), ("4", second, 2)):
@@ -104,7 +108,7 @@ def test_parameters_are_read_again_when_another_object_is_given():
 def test_a_request_the_core_cannot_register_is_the_shims_and_an_interrupt_is_the_applications():
     shim = Shim()
     store = shim.store()
-    shim.current.set(core_operation())
+    _core.set_current_operation(core_operation())
     engine, params = object(), {"temperature": 0.5}
     shim.attribute_error = ValueError("a parameters object nobody expected")
     store.register(engine, "1", "p", params, None, 0, None)
@@ -119,7 +123,7 @@ def test_a_request_the_core_cannot_register_is_the_shims_and_an_interrupt_is_the
 def test_after_deactivate_everything_is_the_shims_and_nothing_is_kept():
     shim = Shim()
     store = shim.store()
-    shim.current.set(core_operation())
+    _core.set_current_operation(core_operation())
     engine = object()
     store.register(engine, "1", "p", {"temperature": 0.5}, None, 0, None)
     assert len(store) == 1
@@ -134,7 +138,7 @@ def test_the_same_id_again_on_one_engine_replaces_the_request_as_a_dict_would():
     shim = Shim()
     store = shim.store()
     core = core_operation()
-    shim.current.set(core)
+    _core.set_current_operation(core)
     one, other = object(), object()
     store.register(one, "1", "p", {"temperature": 0.5}, None, 0, None)
     store.register(one, "1", "p", {"temperature": 0.25}, None, 0, None)
@@ -165,7 +169,7 @@ class Lora:
 def registered_attributes(shim: Shim, store: Any, params: Any, lora_request: Any = None, priority: Any = 0) -> Any:
     """Registers one request in a new operation (one LLM call of one prompt); its attribute dict."""
     operation = core_operation()
-    shim.current.set(operation)
+    _core.set_current_operation(operation)
     engine = object()
     store.register(engine, "1", "p", params, lora_request, priority, None)
     pending: dict = {}

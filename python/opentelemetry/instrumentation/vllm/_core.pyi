@@ -5,7 +5,6 @@ timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
 ``opentelemetry.trace.SpanContext``. ``None`` means "not provided": the core records nothing for it.
 """
 
-import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypedDict
 
@@ -180,12 +179,16 @@ class Operation:
     def as_parent(self) -> ParentContext: ...
     def end(self, end_ns: int, error_type: str | None = None) -> bool: ...
 
+def current_operation() -> Operation | None:
+    """The LLM call in progress on this thread (see ``src/current_operation.rs``)."""
+
+def set_current_operation(operation: Operation | None) -> None: ...
+
 class PendingRequests:
     """The requests the core will read when they finish, registered by add_request's replacement."""
 
     def __init__(
         self,
-        current_operation: Callable[[], Operation | None],
         register_otherwise: Callable[..., None],
         now_ns: Callable[[], int],
         request_attributes: Callable[[Any, Any, Any], dict[str, Any]],
@@ -202,7 +205,8 @@ class PendingRequests:
         priority: Any,
         prompt_text: Any,
     ) -> None:
-        """Keeps a request of the current core operation; any other goes to ``register_otherwise``."""
+        """Keeps a request of this thread's current operation where the core reads its outputs; any
+        other goes to ``register_otherwise``."""
     def release(self, operation: Operation, pending: dict[tuple[int, str], tuple]) -> int:
         """Hands the operation's unfinished requests into ``pending``; returns its request count."""
     def deactivate(self) -> None: ...
@@ -216,7 +220,6 @@ class OfflineCalls:
     def __init__(
         self,
         *,
-        current_operation: contextvars.ContextVar[Operation | None],
         engine_attribute: str,
         model_name: Callable[[Any], str | None],
         current_context: Callable[[], Any],
@@ -230,7 +233,7 @@ class OfflineCalls:
         end_unfinished: Callable[[Operation, int, str | None], None],
         log_failure: Callable[[str, BaseException], None],
     ) -> None: ...
-    def end(self, token: contextvars.Token[Operation | None], error: BaseException | None = None) -> None:
+    def end(self, operation: Operation, error: BaseException | None = None) -> None:
         """Ends the operation ``OperationStart.begin`` made current: unfinished requests, then its span."""
     def record_step(self, engine: Any, outputs: Any) -> None:
         """Records the finished outputs of a step; the shim's go to ``record_otherwise``."""
@@ -240,5 +243,6 @@ class OperationStart:
     """The beginning of one LLM method's calls (its operation name; whether its requests are the user's)."""
 
     def __init__(self, calls: OfflineCalls, name: str, records_requests: bool) -> None: ...
-    def begin(self, llm: Any, messages: Any = None) -> contextvars.Token[Operation | None] | None:
-        """Makes a new operation current; None where the call is not one (off, nested, failed)."""
+    def begin(self, llm: Any, messages: Any = None) -> Operation | None:
+        """Makes a new operation current on this thread and returns it; None where the call is not
+        one (off, nested, failed)."""

@@ -1,7 +1,8 @@
 """Instrumentation of vLLM's offline API: ``vllm.LLM`` and the ``LLMEngine`` under it.
 
 - Each LLM call (generate, chat, encode, embed, classify, score, beam_search, wait_for_completion)
-  is one operation span: a ``_core.Operation``, current in a context variable while the call runs.
+  is one operation span: a ``_core.Operation``, current on its thread while the call runs
+  (``_core.current_operation``; see src/current_operation.rs for why not a context variable).
   A call made inside another (chat -> generate in older vLLM, embed -> encode) is not a second one.
 - ``LLMEngine.add_request`` remembers, per request id, the operation and the request parameters;
   ``LLMEngine.step`` hands the requests that finished in that step to the core, once per step.
@@ -52,9 +53,6 @@ PendingRequest = tuple
 ADDED_NS, ATTRIBUTES, OPERATION, OPERATION_NAME = 0, 1, 2, 3  # positions read outside unpacking
 
 
-_current_operation: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
-    "otel_vllm_operation", default=None
-)
 _enqueue_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "otel_vllm_enqueue_operation", default=None
 )
@@ -101,7 +99,6 @@ class OfflineInstrumentation:
         if self._reader is None or self._requests is not None:
             return
         self._requests = _core.PendingRequests(
-            _current_operation.get,
             self._register_request,
             _vllm.now_ns,
             _vllm.request_attributes,
@@ -109,7 +106,6 @@ class OfflineInstrumentation:
             _vllm.LORA_NAME_FIELDS,
         )
         self._calls = _core.OfflineCalls(
-            current_operation=_current_operation,
             engine_attribute=_vllm.LLM_ENGINE_ATTRIBUTE,
             model_name=_vllm.model_name,
             current_context=current_context_getter(),
@@ -211,16 +207,16 @@ class OfflineInstrumentation:
         return make
 
     def _operation_beginning(self, method: str):
-        """``begin(llm, messages)`` for an LLM method: makes its operation current and returns the
-        context variable's token, or None where the call is not an operation (instrumentation off,
-        or a call made inside another one, as chat -> generate in older vLLM). Never raises."""
+        """``begin(llm, messages)`` for an LLM method: makes its operation current and returns it, or
+        None where the call is not an operation (instrumentation off, or a call made inside another
+        one, as chat -> generate in older vLLM). Never raises."""
         operation_name = _vllm.OPERATION_OF_METHOD[method]
         records_requests = method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS
         captures_conversations = method == "chat"
         runs_enqueued = method == "wait_for_completion"
 
         def begin(llm, messages):
-            if not self.active or _current_operation.get() is not None:
+            if not self.active or _core.current_operation() is not None:
                 return None
             try:
                 engine = _vllm.llm_engine(llm)
@@ -240,7 +236,8 @@ class OfflineInstrumentation:
                     operation.runs_enqueued = True
                     operation.engine_id = id(engine)
                     operation.request_count = self._count_enqueued(engine)
-                return _current_operation.set(operation)
+                _core.set_current_operation(operation)
+                return operation
             except Exception:  # noqa: BLE001
                 _logger.debug("could not start an operation span", exc_info=True)
                 return None
@@ -281,7 +278,7 @@ class OfflineInstrumentation:
         try:
             if not self.active:
                 return
-            operation = _current_operation.get()
+            operation = _core.current_operation()
             if operation is not None and not operation.records_requests:
                 return
             last = self._last_attributes
@@ -351,7 +348,7 @@ class OfflineInstrumentation:
         end_wall = end_ns / 1e9
         engine_id = id(engine)
         groups: dict[tuple[int, str], tuple[Operation | None, str, list]] = {}
-        current = _current_operation.get()
+        current = _core.current_operation()
         for output in outputs:
             if not _vllm.is_finished(output):
                 continue
@@ -421,12 +418,11 @@ class OfflineInstrumentation:
         header = (name, _vllm.PROVIDER_NAME, model, model, parent, SPAN_KIND_INTERNAL, None)
         _core.record_requests(header, records)
 
-    def _end_operation(self, token: contextvars.Token, error: BaseException | None) -> None:
-        """Ends the operation ``begin`` made current (its token): its requests that never finished
+    def _end_operation(self, operation: Operation, error: BaseException | None) -> None:
+        """Ends the operation ``begin`` made current and returned: its requests that never finished
         end with it, then its span. Never raises."""
         try:
-            operation = _current_operation.get()
-            _current_operation.reset(token)
+            _core.set_current_operation(None)  # begin made it current only where none was
             end_ns = _vllm.now_ns()
             error_type = None if error is None else type(error).__qualname__
             if operation.core_reads:
