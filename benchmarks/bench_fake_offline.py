@@ -26,6 +26,14 @@ requests in all, per configuration (each in its own process):
 Per process: one warm-up call (not measured), then the calls; caller-thread CPU
 (``time.thread_time``), wall, and process CPU (user+sys of all threads) until the telemetry was
 flushed (export included). Prints one JSON line.
+
+``--paired CYCLES``: uninstrumented and native alternating within one process instead, because
+one process's speed differs from the next by up to 20% here, which is larger than the overhead of
+a one-prompt call: ``--requests`` requests in ``2 x CYCLES`` blocks, one LLM (stats on), each cycle a
+block without and a block with ``VllmInstrumentor().instrument()`` (undone after the block; the
+order alternates from one cycle to the next), after one warm-up block of each. Per cycle, caller
+CPU per request of the instrumented block minus the uninstrumented one's; the instrumented block's
+process CPU includes its ``force_flush()``.
 """
 
 from __future__ import annotations
@@ -208,13 +216,66 @@ def worker(config: str, batch: int, total: int, endpoint: str) -> dict:
     }
 
 
+def paired_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
+    os.environ.setdefault("OTEL_SERVICE_NAME", "bench-fake-offline")
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, total + batch + 1))
+    _put_fake_vllm_on_path()
+    from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush, get_stats
+    from vllm import LLM, SamplingParams
+
+    instrumentor = VllmInstrumentor()
+    llm = LLM(model="bench-model", disable_log_stats=False)
+    params = SamplingParams(max_tokens=16)
+    prompts = [f"prompt number {i} is about benchmarks" for i in range(batch)]
+    calls = max(1, total // (2 * cycles * batch))
+
+    def block(instrumented: bool) -> tuple[float, float]:
+        """(caller CPU, process CPU) per request, µs."""
+        if instrumented:
+            instrumentor.instrument(skip_dep_check=True, endpoint=endpoint)
+        cpu0, proc0 = time.thread_time_ns(), time.process_time_ns()
+        for _ in range(calls):
+            llm.generate(prompts, params, use_tqdm=False)
+        cpu1 = time.thread_time_ns()
+        if instrumented:
+            force_flush(120)
+        proc1 = time.process_time_ns()
+        if instrumented:
+            instrumentor.uninstrument()
+        n = calls * batch
+        return (cpu1 - cpu0) / n / 1e3, (proc1 - proc0) / n / 1e3
+
+    block(False), block(True)  # warm-up
+    overheads, process_overheads, uninstrumented = [], [], []
+    for cycle in range(cycles):
+        order = (False, True) if cycle % 2 == 0 else (True, False)
+        measured = {instrumented: block(instrumented) for instrumented in order}
+        overheads.append(measured[True][0] - measured[False][0])
+        process_overheads.append(measured[True][1] - measured[False][1])
+        uninstrumented.append(measured[False][0])
+    stats = get_stats()
+    return {
+        "overheads": overheads,
+        "process_overheads": process_overheads,
+        "uninstrumented": uninstrumented,
+        "requests_per_block": calls * batch,
+        "dropped": stats.get("spans_dropped", 0) + stats.get("requests_dropped", 0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config", choices=CONFIGS)
     parser.add_argument("batch", type=int)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--paired", type=int, metavar="CYCLES", help="alternate with uninstrumented in one process")
     args = parser.parse_args()
+    if args.paired:
+        if args.config != "native":
+            parser.error("--paired alternates native with uninstrumented")
+        print(json.dumps(paired_worker(args.batch, args.requests, args.paired, args.endpoint)))
+        return
     print(json.dumps(worker(args.config, args.batch, args.requests, args.endpoint)))
 
 

@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 
-from common import ROOT, cell, run_worker
+from common import ROOT, cell, median_interval, run_worker
 
 CONFIGS = ("stats-off", "stats-on", "instrumented", "vllm-tracing")
 PAIRED_CONFIGS = ("stats-off", "stats-on", "instrumented")
@@ -173,15 +173,6 @@ def paired_table(results: list[dict], prompts: int, tokens: int, cycles: int) ->
     if failed:
         lines.append(f"({failed} of {len(results)} processes failed)")
     return lines
-
-
-def median_interval(values: list[float]) -> tuple[float, float]:
-    """A distribution-free 95% confidence interval of the median: the order statistics n/2 -+ 0.98 sqrt(n)
-    (normal approximation of the binomial; needs a dozen values or more to mean much)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    half_width = 0.98 * n**0.5
-    return ordered[max(0, int(n / 2 - half_width))], ordered[min(n - 1, int(n / 2 + half_width))]
 
 
 def measure(python, env, model, endpoints, rounds, calls, prompts, tokens, configs=CONFIGS) -> dict[str, list[dict]]:

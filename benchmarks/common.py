@@ -51,3 +51,12 @@ def python_with(module: str, python: str = sys.executable) -> bool:
     """Whether ``python`` can import ``module`` (without importing it here)."""
     code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
     return subprocess.run([python, "-c", code], capture_output=True, check=False).returncode == 0
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median: the order statistics n/2 -+ 0.98 sqrt(n)
+    (normal approximation of the binomial; needs a dozen values or more to mean much)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half_width = 0.98 * n**0.5
+    return ordered[max(0, int(n / 2 - half_width))], ordered[min(n - 1, int(n / 2 + half_width))]

