@@ -1,5 +1,5 @@
 //! One instrumented LLM call in progress (`_core.Operation`): the shim makes one per call of the
-//! offline API and keeps it current in a context variable while the call runs.
+//! offline API and keeps it current on its thread while the call runs (`current_operation.rs`).
 //!
 //! It holds what the call's spans need in the core's own form, built once when the call starts:
 //! the reserved span context, the batch header of its request spans (parented to it), its start
