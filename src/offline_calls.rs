@@ -8,8 +8,9 @@
 //! the calls this does not cover (content capture, `wait_for_completion`'s enqueued requests).
 //!
 //! What is vLLM's stays the shim's: the engine's attribute name, the model name (`_vllm.model_name`,
-//! called once per engine), the caller's parent (`current_parent`), and the slow paths (requests
-//! the shim registered itself, requests left unfinished), which are called back.
+//! called once per engine), the caller's parent (`_context.parent_of`, called once per context),
+//! and the slow paths (requests the shim registered itself, requests left unfinished), which are
+//! called back. The call in progress is this thread's (`current_operation.rs`).
 //!
 //! Nothing here raises an `Exception` into the application: a failure is handed to the shim's
 //! logger and the call goes on untraced. A `BaseException` that is not one (KeyboardInterrupt)
@@ -38,9 +39,9 @@ pub struct OfflineCalls {
     /// engine (and its engine-core process) alive.
     model_name: Py<PyAny>,
     last_model: Mutex<Option<(Py<PyWeakrefReference>, Py<PyAny>)>>,
-    /// OpenTelemetry's `get_current()` and the shim's `parent_of(context)` (the caller's span
-    /// context in the core's form, or None), with its last answer: a Context is immutable, so the
-    /// same object holds the same span (see `_context.py`).
+    /// What reads OpenTelemetry's current Context (`_context.current_context_getter()`) and the
+    /// shim's `parent_of(context)` (the caller's span context in the core's form, or None), with
+    /// its last answer: a Context is immutable, so the same object holds the same span.
     current_context: Py<PyAny>,
     parent_of: Py<PyAny>,
     last_parent: Mutex<Option<(Py<PyAny>, Py<PyAny>)>>,
@@ -269,15 +270,16 @@ impl OfflineCalls {
         Ok(())
     }
 
-    /// An `Exception` goes to the shim's logger (which never raises here) and no further.
-    fn absorb(&self, py: Python<'_>, what: &str, result: PyResult<()>) -> PyResult<()> {
+    /// An `Exception` goes to the shim's logger (which never raises here) and no further: the
+    /// caller gets `T`'s default (nothing done; for `begin`, no operation).
+    fn absorb<T: Default>(&self, py: Python<'_>, what: &str, result: PyResult<T>) -> PyResult<T> {
         match result {
             Err(e) if !e.is_instance_of::<PyException>(py) => Err(e),
             Err(e) => {
                 let _ = self.log_failure.bind(py).call1((what, e.value(py)));
-                Ok(())
+                Ok(T::default())
             }
-            Ok(()) => Ok(()),
+            ok => ok,
         }
     }
 }
@@ -319,16 +321,6 @@ impl OperationStart {
             return Ok(None);
         }
         let begun = calls.begin_operation(py, self.name.bind(py), self.records_requests, llm);
-        match begun {
-            Err(e) if !e.is_instance_of::<PyException>(py) => Err(e),
-            Err(e) => {
-                let _ = calls
-                    .log_failure
-                    .bind(py)
-                    .call1(("start an operation span", e.value(py)));
-                Ok(None)
-            }
-            Ok(token) => Ok(token),
-        }
+        calls.absorb(py, "start an operation span", begun)
     }
 }
