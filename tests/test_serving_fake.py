@@ -238,6 +238,32 @@ def test_uninstrument_leaves_async_llm_and_its_objects_as_they_were(instrument, 
     assert "record" not in vars(engine.logger_manager)
 
 
+def test_instrument_again_resumes_the_telemetry_of_a_running_engine(instrument, http_receiver):
+    # Telemetry turned off and on again in a running server: the AsyncLLM's __init__ (our hook) has
+    # already run, and it must be found again; while off, nothing is recorded.
+    import gc
+    import weakref
+
+    from opentelemetry.instrumentation.vllm import force_flush
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    instrumentor = instrument()
+    engine = AsyncLLM()
+    engine.finish_step([(add(engine, "cmpl-on-0"), 2, FinishReason.LENGTH)], running=1)
+    instrumentor.uninstrument()
+    engine.finish_step([(add(engine, "cmpl-off-0"), 2, FinishReason.LENGTH)], running=1)
+    instrumentor.instrument()
+    assert set(_serving.PROCESSOR_METHODS) <= set(vars(engine.output_processor))
+    engine.finish_step([(add(engine, "cmpl-again-0"), 2, FinishReason.LENGTH)], running=1)
+    force_flush()
+    assert set(exported(http_receiver).requests) == {"cmpl-on-0", "cmpl-again-0"}
+
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert gone() is None  # remembered weakly: a shut-down server's engine is not kept alive
+
+
 def test_trace_headers_reach_the_engine_whatever_vllm_serving_does(instrument):
     instrument()
     from vllm.entrypoints.serve.engine.serving import BaseServing

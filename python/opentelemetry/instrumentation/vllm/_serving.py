@@ -43,6 +43,11 @@ _incoming_trace_headers: contextvars.ContextVar[Any] = contextvars.ContextVar(
 PROCESSOR_METHODS = ("add_request", "process_outputs", "_update_stats_from_finished", "abort_requests")
 LOGGER_MANAGER_METHODS = ("record",)
 
+# Every AsyncLLM instrumented in this process, weakly: the hook is its __init__, which has already
+# run for a live engine, so an instrument() after uninstrument() (telemetry turned off and on again
+# in a running server) finds it here.
+_engines_seen: weakref.WeakSet[Any] = weakref.WeakSet()
+
 
 class ServingRequest:
     """What was known when an engine request was added, kept until it finishes."""
@@ -217,6 +222,11 @@ class ServingInstrumentation:
         wrapt.register_post_import_hook(self._patch_async_llm_module, _vllm.ASYNC_LLM_MODULE)
         for module in _vllm.SERVING_BASE_CLASSES:
             wrapt.register_post_import_hook(self._patch_serving_module, module)
+        for engine in list(_engines_seen):
+            try:
+                self._instrument_engine(engine)
+            except Exception:  # noqa: BLE001
+                _logger.warning("could not instrument an AsyncLLM again", exc_info=True)
 
     def uninstrument(self) -> None:
         self.active = False
@@ -282,6 +292,7 @@ class ServingInstrumentation:
             return
         try:
             self._instrument_engine(instance)
+            _engines_seen.add(instance)
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument an AsyncLLM", exc_info=True)
 
