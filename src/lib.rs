@@ -26,6 +26,7 @@ pub mod records;
 pub mod semconv;
 pub mod spans;
 mod state;
+pub mod work_queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;

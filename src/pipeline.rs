@@ -7,8 +7,9 @@
 //! number of queued requests; a batch that does not fit is dropped and counted, never waited for.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use crate::metrics::{Instruments, MeasurementBuffer, NativeInstruments};
 use crate::records::{BatchHeader, OperationRecord, RequestRecords};
 use crate::semconv as sc;
 use crate::spans::SpanFactory;
+use crate::work_queue::WorkQueue;
 
 /// How long the recorder waits for the exporter to make room in a full span queue.
 const SPAN_QUEUE_WAIT: Duration = Duration::from_secs(2);
@@ -103,7 +105,7 @@ pub struct Pipeline {
     pub counters: Arc<Counters>,
     pub spans: Arc<SpanFactory>,
     pub engine_states: EngineStates,
-    sender: Mutex<Sender<Work>>,
+    queue: Arc<WorkQueue<Work>>,
     queued_requests: Arc<AtomicUsize>,
     max_queued_requests: usize,
     hdr: Arc<Mutex<LatencyStore>>,
@@ -118,7 +120,7 @@ pub struct Pipeline {
 }
 
 struct Recorder {
-    receiver: Receiver<Work>,
+    queue: Arc<WorkQueue<Work>>,
     queued_requests: Arc<AtomicUsize>,
     counters: Arc<Counters>,
     spans: Arc<SpanFactory>,
@@ -133,23 +135,18 @@ struct Recorder {
 
 impl Recorder {
     fn run(mut self) {
-        while let Ok(work) = self.receiver.recv() {
-            if !self.handle(work) {
-                break;
-            }
-            // Drain what arrived meanwhile, then pause briefly before blocking again: while this
-            // thread is not blocked in recv(), a sender enqueues without a futex wake-up, which
+        let mut work = VecDeque::new();
+        while self.queue.take_all(&mut work, true) {
+            // Record it and what arrived meanwhile, then pause briefly before waiting again: while
+            // this thread is not waiting, a sender enqueues without a futex wake-up, which
             // otherwise costs the caller more than recording a small batch does.
-            loop {
-                match self.receiver.try_recv() {
-                    Ok(work) => {
-                        if !self.handle(work) {
-                            return;
-                        }
+            while !work.is_empty() {
+                for item in work.drain(..) {
+                    if !self.handle(item) {
+                        return;
                     }
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => return,
                 }
+                self.queue.take_all(&mut work, false);
             }
             self.deliver_measurements();
             thread::sleep(COALESCE_WINDOW);
@@ -263,6 +260,13 @@ impl Recorder {
     }
 }
 
+impl Drop for Recorder {
+    /// Senders are refused from now on; what they queued is dropped, as a closed channel did.
+    fn drop(&mut self) {
+        drop(self.queue.close_and_take());
+    }
+}
+
 impl Pipeline {
     pub fn start(config: &Config, resource_input: &ResourceInput, bridges: &Bridges) -> Pipeline {
         if !config.warnings.is_empty() {
@@ -370,9 +374,9 @@ impl Pipeline {
         let spans = Arc::new(SpanFactory::new(&config.sampler));
         let hdr = Arc::new(Mutex::new(LatencyStore::default()));
         let queued_requests = Arc::new(AtomicUsize::new(0));
-        let (sender, receiver) = mpsc::channel();
+        let queue = Arc::new(WorkQueue::default());
         let recorder = Recorder {
-            receiver,
+            queue: queue.clone(),
             queued_requests: queued_requests.clone(),
             counters: counters.clone(),
             spans: spans.clone(),
@@ -410,7 +414,7 @@ impl Pipeline {
             counters,
             spans,
             engine_states: EngineStates::new(bridges.metrics.is_none().then_some(&meter)),
-            sender: Mutex::new(sender),
+            queue,
             queued_requests,
             // Requests are queued until the recorder turns them into spans; the span queue bound
             // (OTEL_BSP_MAX_QUEUE_SIZE) bounds this queue too, with a floor for bursty large batches.
@@ -426,7 +430,7 @@ impl Pipeline {
     }
 
     fn send(&self, work: Work) -> bool {
-        self.sender.lock().send(work).is_ok()
+        self.queue.push(work).is_ok()
     }
 
     /// Enqueues a batch; returns how many requests were accepted (0 or all of them).
@@ -538,5 +542,12 @@ impl Pipeline {
             self.queued_requests.load(Ordering::Acquire) as u64,
         ));
         stats
+    }
+}
+
+impl Drop for Pipeline {
+    /// The recorder records what is queued, then stops (as when a channel's sender was dropped).
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
