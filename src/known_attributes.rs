@@ -44,13 +44,17 @@ impl Input {
         }
     }
 
-    /// The same object, or two lists of the same items (vLLM makes a new empty `stop` list for
-    /// every parameters object).
-    fn is(&self, other: &Input) -> bool {
-        match (&self.items, &other.items) {
-            (None, None) => self.value.as_ptr() == other.value.as_ptr(),
-            (Some(a), Some(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_ptr() == y.as_ptr())
+    /// `value` is the same object, or both are lists of the same items (vLLM makes a new empty
+    /// `stop` list for every parameters object).
+    fn is(&self, value: &Bound<'_, PyAny>) -> bool {
+        match (&self.items, value.cast::<PyList>()) {
+            (None, Err(_)) => self.value.as_ptr() == value.as_ptr(),
+            (Some(items), Ok(list)) => {
+                items.len() == list.len()
+                    && items
+                        .iter()
+                        .zip(list.iter())
+                        .all(|(x, y)| x.as_ptr() == y.as_ptr())
             }
             _ => false,
         }
@@ -64,12 +68,28 @@ struct Inputs {
     priority: Py<PyAny>,
 }
 
+/// The values read for one request, compared with the kept `Inputs` before any is kept: a call
+/// with the same parameters as the last one converts nothing.
+struct Read<'a, 'py> {
+    values: SmallVec<[Bound<'py, PyAny>; 12]>,
+    lora_request: &'a Bound<'py, PyAny>,
+    priority: &'a Bound<'py, PyAny>,
+}
+
 impl Inputs {
-    fn is(&self, other: &Inputs) -> bool {
-        self.lora_request.as_ptr() == other.lora_request.as_ptr()
-            && self.priority.as_ptr() == other.priority.as_ptr()
-            && self.values.len() == other.values.len()
-            && self.values.iter().zip(&other.values).all(|(a, b)| a.is(b))
+    fn is(&self, read: &Read<'_, '_>) -> bool {
+        self.lora_request.as_ptr() == read.lora_request.as_ptr()
+            && self.priority.as_ptr() == read.priority.as_ptr()
+            && self.values.len() == read.values.len()
+            && self.values.iter().zip(&read.values).all(|(a, b)| a.is(b))
+    }
+
+    fn of(read: Read<'_, '_>) -> Inputs {
+        Inputs {
+            values: read.values.into_iter().map(Input::read).collect(),
+            lora_request: read.lora_request.clone().unbind(),
+            priority: read.priority.clone().unbind(),
+        }
     }
 }
 
@@ -128,16 +148,17 @@ impl KnownAttributes {
         lora_request: &Bound<'_, PyAny>,
         priority: &Bound<'_, PyAny>,
     ) -> PyResult<RequestAttributes> {
-        let inputs = self.read(params, lora_request, priority)?;
-        if let Some(inputs) = &inputs {
+        let read = self.read(params, lora_request, priority)?;
+        if let Some(read) = &read {
             let known = self.known.lock().clone();
-            if let Some(known) = known.filter(|k| k.inputs.is(inputs)) {
+            if let Some(known) = known.filter(|k| k.inputs.is(read)) {
                 return Ok(RequestAttributes {
                     dict: known.attributes.clone_ref(params.py()),
                     converted: known.converted.clone(),
                 });
             }
         }
+        let inputs = read.map(Inputs::of);
         let dict =
             self.request_attributes
                 .bind(params.py())
@@ -160,12 +181,12 @@ impl KnownAttributes {
     }
 
     /// Reads the inputs; None where some field is missing (nothing is kept for such parameters).
-    fn read(
+    fn read<'a, 'py>(
         &self,
-        params: &Bound<'_, PyAny>,
-        lora_request: &Bound<'_, PyAny>,
-        priority: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<Inputs>> {
+        params: &Bound<'py, PyAny>,
+        lora_request: &'a Bound<'py, PyAny>,
+        priority: &'a Bound<'py, PyAny>,
+    ) -> PyResult<Option<Read<'a, 'py>>> {
         let py = params.py();
         let params_type = params.get_type().as_ptr() as usize;
         if self.partial_types.lock().contains(&params_type) {
@@ -174,7 +195,7 @@ impl KnownAttributes {
         let mut values = SmallVec::new();
         for name in &self.sampling_fields {
             match params.getattr(name.bind(py)) {
-                Ok(value) => values.push(Input::read(value)),
+                Ok(value) => values.push(value),
                 Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
                     let mut partial = self.partial_types.lock();
                     if partial.len() < MAX_PARTIAL_TYPES {
@@ -188,17 +209,17 @@ impl KnownAttributes {
         if !lora_request.is_none() {
             for name in &self.lora_fields {
                 match lora_request.getattr(name.bind(py)) {
-                    Ok(value) => values.push(Input::read(value)),
+                    Ok(value) => values.push(value),
                     // Rare (LoRA requests have both names); not worth remembering.
                     Err(e) if e.is_instance_of::<PyAttributeError>(py) => return Ok(None),
                     Err(e) => return Err(e),
                 }
             }
         }
-        Ok(Some(Inputs {
+        Ok(Some(Read {
             values,
-            lora_request: lora_request.clone().unbind(),
-            priority: priority.clone().unbind(),
+            lora_request,
+            priority,
         }))
     }
 }
