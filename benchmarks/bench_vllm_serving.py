@@ -10,6 +10,16 @@ generated tokens/s, TTFT p50/p99 (client side: request sent -> first content chu
 server process's CPU (user+sys of its threads, /proc/<pid>/stat; the engine core is another
 process) per generated token: the amortised cost of the instrumentation per token.
 
+Alternation within one server (``--paired-servers`` servers; steadier: one server's throughput differs
+from the next one's by 20-40% whatever the configuration): a server started instrumented through
+the plugin, by ``serve_toggled.py``, whose benchmark-only route calls ``VllmInstrumentor().uninstrument()``
+and ``instrument()`` in it; ``--cycles`` cycles of two loads of ``--cycle-requests`` requests, one
+uninstrumented, one instrumented, in alternating order, with no request in flight when the
+instrumentation changes. A load's API-server CPU includes a ``force_flush()`` after it (the
+instrumented load's spans and metrics exported). Reported: the ratio of the instrumented load's
+tokens/s to the uninstrumented one's in the same cycle, with a 95% confidence interval of its median,
+TTFT p50/p99 over all requests of each configuration, and the API server's CPU per token.
+
 Run by ``benchmarks/suite.py`` (section 3).
 """
 
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,17 +39,30 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import cell, run_worker
+from common import cell, median_interval, run_worker
 
 CONFIGS = ("uninstrumented", "instrumented")
 START_TIMEOUT_S = 420
+TOGGLED_SERVER = Path(__file__).resolve().parent / "serve_toggled.py"
 
 
 def load(base_url: str, requests: int, concurrency: int, tokens: int) -> dict:
     """The client side (runs in the vLLM venv, which has openai)."""
+
+    async def run() -> dict:
+        async with client_of(base_url) as client:
+            return await load_with(client, requests, concurrency, tokens)
+
+    return asyncio.run(run())
+
+
+def client_of(base_url: str):
     import openai
 
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=300)
+    return openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=300)
+
+
+async def load_with(client, requests: int, concurrency: int, tokens: int) -> dict:
     ttfts: list[float] = []
     generated: list[int] = []
     semaphore = asyncio.Semaphore(concurrency)
@@ -64,18 +88,58 @@ def load(base_url: str, requests: int, concurrency: int, tokens: int) -> dict:
             ttfts.append(first if first is not None else time.perf_counter() - start)
             generated.append(usage)
 
-    async def run() -> float:
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(requests)))
-        return time.perf_counter() - start
-
-    wall = asyncio.run(run())
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    wall = time.perf_counter() - start
     ttfts.sort()
     return {
         "wall": wall,
         "tokens": sum(generated),
-        "ttft_p50": ttfts[len(ttfts) // 2],
-        "ttft_p99": ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))],
+        "ttft_p50": percentile(ttfts, 50),
+        "ttft_p99": percentile(ttfts, 99),
+        "ttfts": ttfts,
+    }
+
+
+def percentile(ordered: list[float], p: int) -> float:
+    return ordered[min(len(ordered) - 1, len(ordered) * p // 100)]
+
+
+def paired_load(base_url: str, cycles: int, requests: int, concurrency: int, tokens: int) -> dict:
+    """The client of the alternation within one server (runs in the vLLM venv, next to the server)."""
+    root = base_url.removesuffix("/v1")
+
+    def telemetry(action: str) -> dict:
+        request = urllib.request.Request(f"{root}/benchmark/telemetry?action={action}", method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    async def run() -> tuple[dict[str, list[dict]], int]:
+        async with client_of(base_url) as client:  # one client: its connections are kept across loads
+            for action in ("off", "on"):  # warm-up, both ways
+                telemetry(action)
+                await load_with(client, max(concurrency, requests // 2), concurrency, tokens)
+            exported_before = telemetry("flush")["stats"].get("spans_exported", 0)
+            rows: dict[str, list[dict]] = {c: [] for c in CONFIGS}
+            for cycle in range(cycles):
+                for config in CONFIGS if cycle % 2 == 0 else CONFIGS[::-1]:
+                    telemetry("on" if config == "instrumented" else "off")  # blocking: no request is in flight
+                    cpu0 = _threads_cpu_s(pid)
+                    result = await load_with(client, requests, concurrency, tokens)
+                    telemetry("flush")
+                    result["server_cpu"] = _threads_cpu_s(pid) - cpu0
+                    rows[config].append(result)
+            return rows, exported_before
+
+    pid = telemetry("flush")["pid"]  # the API server's process, whatever launched it
+    rows, exported_before = asyncio.run(run())
+    stats = telemetry("off")["stats"]
+    return {
+        "loads": rows,
+        # Proof that the instrumented loads were instrumented: a span per request.
+        "spans_exported": stats.get("spans_exported", 0) - exported_before,
+        "expected_spans": cycles * requests,
+        "dropped": stats.get("spans_dropped", 0),
     }
 
 
@@ -90,7 +154,20 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def one_server(python, env, model, config, endpoint, requests, concurrency, tokens) -> dict:
+def _threads_cpu_s(pid: int) -> float:
+    """CPU time of the process's live threads in nanoseconds' resolution (schedstat), where
+    ``_cpu_s``'s clock ticks (10 ms) would be a few µs per token of one short load; a thread that
+    exits during a load takes its time with it, so this is for a server whose threads persist."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9 if total else _cpu_s(pid)  # all zero where the kernel keeps no schedstats
+
+
+@contextlib.contextmanager
+def running_server(python, env, model, config, endpoint, launcher=None):
+    """A healthy server on a free port (yields its base URL and process); killed with its engine after."""
     port = _free_port()
     env = dict(env)
     if config == "instrumented":
@@ -99,7 +176,8 @@ def one_server(python, env, model, config, endpoint, requests, concurrency, toke
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
             OTEL_SERVICE_NAME="bench-serving",
         )
-    command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    command = [str(python), *(["-m", "vllm.entrypoints.openai.api_server"] if launcher is None else [str(launcher)])]
+    command += ["--model", model]
     command += ["--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
     command += ["--enforce-eager", "--max-model-len", "512", "--disable-uvicorn-access-log"]
     log = Path(tempfile.mkstemp(prefix=f"bench-serve-{config}-", suffix=".log")[1])
@@ -119,21 +197,27 @@ def one_server(python, env, model, config, endpoint, requests, concurrency, toke
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server not healthy after {START_TIMEOUT_S}s")
             time.sleep(1)
-        client = [str(python), __file__, "--load", f"http://127.0.0.1:{port}/v1"]
-        sizes = ["--concurrency", str(concurrency), "--tokens", str(tokens)]
-        run_worker([*client, "--requests", str(max(concurrency, requests // 4)), *sizes], env)  # warm-up
-        cpu0 = _cpu_s(proc.pid)
-        result = run_worker([*client, "--requests", str(requests), *sizes], env)
-        result["server_cpu"] = _cpu_s(proc.pid) - cpu0
-        return result
+        yield f"http://127.0.0.1:{port}/v1", proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # gone already if it failed to start
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.unlink(missing_ok=True)
+
+
+def one_server(python, env, model, config, endpoint, requests, concurrency, tokens) -> dict:
+    with running_server(python, env, model, config, endpoint) as (base_url, proc):
+        client = [str(python), __file__, "--load", base_url]
+        sizes = ["--concurrency", str(concurrency), "--tokens", str(tokens)]
+        run_worker([*client, "--requests", str(max(concurrency, requests // 4)), *sizes], env)  # warm-up
+        cpu0 = _cpu_s(proc.pid)
+        result = run_worker([*client, "--requests", str(requests), *sizes], env)
+        result["server_cpu"] = _cpu_s(proc.pid) - cpu0
+        return result
 
 
 def measure(python, env, model, endpoint, rounds, requests, concurrency, tokens) -> dict[str, list[dict]]:
@@ -166,15 +250,74 @@ def table(results: dict[str, list[dict]], requests: int, concurrency: int, token
     return lines
 
 
+def measure_paired(python, env, model, endpoint, servers, cycles, requests, concurrency, tokens) -> list[dict]:
+    results = []
+    for _ in range(servers):
+        try:
+            with running_server(python, env, model, "instrumented", endpoint, TOGGLED_SERVER) as (base_url, _):
+                command = [str(python), __file__, "--paired-load", base_url, "--cycles", str(cycles)]
+                command += ["--requests", str(requests), "--concurrency", str(concurrency), "--tokens", str(tokens)]
+                results.append(run_worker(command, env, timeout=3600))
+        except RuntimeError as error:
+            results.append({"error": str(error).splitlines()[-1][:160]})
+    return results
+
+
+def paired_table(results: list[dict], requests: int, concurrency: int, tokens: int, cycles: int) -> list[str]:
+    ok = [r for r in results if "error" not in r]
+    lines = [
+        f"alternation within a server: {len(results)} servers x {cycles} cycles of an uninstrumented and an "
+        f"instrumented load ({requests} streaming completions x {tokens} tokens, {concurrency} concurrent), "
+        "order alternating; medians [min-max] over loads",
+    ]
+    if not ok:
+        return lines + [f"failed: {results[0]['error'] if results else 'no server ran'}"]
+    loads = {c: [load for r in ok for load in r["loads"][c]] for c in CONFIGS}
+    rates = {c: [x["tokens"] / x["wall"] for x in loads[c]] for c in CONFIGS}
+    cpu = {c: [x["server_cpu"] / x["tokens"] * 1e6 for x in loads[c]] for c in CONFIGS}
+    lines.append(
+        f"{'config':<15} {'tokens/s':>18} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12} {'API server CPU µs/token':>24}"
+    )
+    for config in CONFIGS:
+        ttfts = sorted(t for x in loads[config] for t in x["ttfts"])
+        lines.append(
+            f"{config:<15} {cell(rates[config], 0):>18} {percentile(ttfts, 50) * 1e3:>12.1f} "
+            f"{percentile(ttfts, 99) * 1e3:>12.1f} {cell(cpu[config], 1):>24}"
+        )
+    # Loads in the same cycle: the instrumented one's over the uninstrumented one's.
+    ratios = [i / u for i, u in zip(rates["instrumented"], rates["uninstrumented"], strict=True)]
+    low, high = median_interval(ratios)
+    lines.append(
+        f"instrumented / uninstrumented tokens/s: median {statistics.median(ratios):.4f} over {len(ratios)} cycles, "
+        f"95% confidence interval of the median {low:.4f}-{high:.4f}"
+    )
+    extra = [i - u for i, u in zip(cpu["instrumented"], cpu["uninstrumented"], strict=True)]
+    low, high = median_interval(extra)
+    lines.append(
+        f"instrumented - uninstrumented API-server CPU per generated token: median {statistics.median(extra):+.2f} µs "
+        f"(95% interval {low:+.2f} to {high:+.2f}), a flush per load included"
+    )
+    exported = sum(r["spans_exported"] for r in ok)
+    lines.append(
+        f"spans exported by the instrumented loads: {exported} (expected {sum(r['expected_spans'] for r in ok)}: "
+        f"a span per request); dropped: {sum(r['dropped'] for r in ok)}"
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--load", metavar="BASE_URL")
+    parser.add_argument("--paired-load", metavar="BASE_URL")
+    parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(load(args.load, args.requests, args.concurrency, args.tokens)))
+    if args.paired_load:
+        print(json.dumps(paired_load(args.paired_load, args.cycles, args.requests, args.concurrency, args.tokens)))
 
 
 if __name__ == "__main__":

