@@ -47,12 +47,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import alternated
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("stats-off", "uninstrumented", "floor", "native", "bridge", "openlit")
 FAKE_VLLM_VERSION = "0.32.0"
 
 
-def _put_fake_vllm_on_path() -> None:
+def put_fake_vllm_on_path() -> None:
     sys.path.insert(0, str(ROOT / "tests"))  # the fake_vllm package
     from fake_vllm import TREES
 
@@ -137,7 +139,7 @@ def _openlit(endpoint: str):
 
 def worker(config: str, batch: int, total: int, endpoint: str) -> dict:
     os.environ.setdefault("OTEL_SERVICE_NAME", "bench-fake-offline")
-    _put_fake_vllm_on_path()
+    put_fake_vllm_on_path()
     flush = []
     if config == "native":
         from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush
@@ -219,7 +221,7 @@ def worker(config: str, batch: int, total: int, endpoint: str) -> dict:
 def paired_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
     os.environ.setdefault("OTEL_SERVICE_NAME", "bench-fake-offline")
     os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, total + batch + 1))
-    _put_fake_vllm_on_path()
+    put_fake_vllm_on_path()
     from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush, get_stats
     from vllm import LLM, SamplingParams
 
@@ -246,18 +248,12 @@ def paired_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
         return (cpu1 - cpu0) / n / 1e3, (proc1 - proc0) / n / 1e3
 
     block(False), block(True)  # warm-up
-    overheads, process_overheads, uninstrumented = [], [], []
-    for cycle in range(cycles):
-        order = (False, True) if cycle % 2 == 0 else (True, False)
-        measured = {instrumented: block(instrumented) for instrumented in order}
-        overheads.append(measured[True][0] - measured[False][0])
-        process_overheads.append(measured[True][1] - measured[False][1])
-        uninstrumented.append(measured[False][0])
+    pairs = alternated(cycles, block)
     stats = get_stats()
     return {
-        "overheads": overheads,
-        "process_overheads": process_overheads,
-        "uninstrumented": uninstrumented,
+        "overheads": [on[0] - off[0] for off, on in pairs],
+        "process_overheads": [on[1] - off[1] for off, on in pairs],
+        "uninstrumented": [off[0] for off, _ in pairs],
         "requests_per_block": calls * batch,
         "dropped": stats.get("spans_dropped", 0) + stats.get("requests_dropped", 0),
     }

@@ -22,12 +22,13 @@ import json
 import os
 import time
 
-from bench_fake_offline import _put_fake_vllm_on_path
+from bench_fake_offline import put_fake_vllm_on_path
+from common import alternated
 
 
 def paired_worker(step: int, total: int, cycles: int, endpoint: str) -> dict:
     os.environ.setdefault("OTEL_SERVICE_NAME", "bench-fake-serving")
-    _put_fake_vllm_on_path()
+    put_fake_vllm_on_path()
     from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush, get_stats
     from vllm.v1.engine.async_llm import AsyncLLM, FinishReason, SamplingParams
 
@@ -58,16 +59,11 @@ def paired_worker(step: int, total: int, cycles: int, endpoint: str) -> dict:
 
     block(False), block(True)  # warm-up
     exported_before = get_stats().get("spans_exported", 0)
-    overheads, uninstrumented = [], []
-    for cycle in range(cycles):
-        order = (False, True) if cycle % 2 == 0 else (True, False)
-        measured = {instrumented: block(instrumented) for instrumented in order}
-        overheads.append(measured[True] - measured[False])
-        uninstrumented.append(measured[False])
+    pairs = alternated(cycles, block)
     stats = get_stats()
     return {
-        "overheads": overheads,
-        "uninstrumented": uninstrumented,
+        "overheads": [on - off for off, on in pairs],
+        "uninstrumented": [off for off, _ in pairs],
         "spans_exported": stats.get("spans_exported", 0) - exported_before,
         "expected_spans": cycles * steps * step,
         "dropped": stats.get("spans_dropped", 0) + stats.get("requests_dropped", 0),

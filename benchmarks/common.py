@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: running a worker process, medians with their spread."""
+"""What the benchmark scripts share: running a worker process, medians with their spread, alternating
+configurations, keeping the vCPUs awake."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +63,17 @@ def median_interval(values: list[float]) -> tuple[float, float]:
     n = len(ordered)
     half_width = 0.98 * n**0.5
     return ordered[max(0, int(n / 2 - half_width))], ordered[min(n - 1, int(n / 2 + half_width))]
+
+
+def alternated(cycles: int, block: Callable[[bool], Any]) -> list[tuple[Any, Any]]:
+    """``(block(False), block(True))`` per cycle: an uninstrumented and an instrumented block, the
+    order alternating from one cycle to the next so that neither always runs first."""
+    pairs = []
+    for cycle in range(cycles):
+        order = (False, True) if cycle % 2 == 0 else (True, False)
+        measured = {instrumented: block(instrumented) for instrumented in order}
+        pairs.append((measured[False], measured[True]))
+    return pairs
 
 
 # Wakes every 0.2 ms and does nothing else: keeps the VM's vCPUs from halting between vLLM's
