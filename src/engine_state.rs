@@ -1,6 +1,7 @@
 //! Engine gauges: what the engine's scheduler reports once per step (running and waiting requests,
 //! KV-cache usage, preemptions). Recorded on the caller's thread: one map update per step costs less
-//! than queueing it for the recorder.
+//! than queueing it for the recorder. What the attributes are called is the shim's knowledge
+//! (`_vllm.ENGINE_STATE_ATTRIBUTES`); `EngineStateRecorder` only reads them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,17 +10,18 @@ use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry::KeyValue;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyFloat, PyInt};
 
+use crate::attribute::{Attribute, Field};
+use crate::records::Name;
 use crate::semconv as sc;
-
-pub const ENGINE_STATE_LEN: usize = 7;
+use crate::state;
 
 /// One engine step's scheduler state; `None` where vLLM reported nothing.
 #[derive(Debug, Default, PartialEq)]
 pub struct EngineState {
-    pub provider: String,
-    pub model: Option<String>,
+    pub provider: Name,
+    pub model: Option<Name>,
     pub engine_index: i64,
     pub running: Option<i64>,
     pub waiting: Option<i64>,
@@ -27,40 +29,126 @@ pub struct EngineState {
     pub preemptions: Option<u64>,
 }
 
-impl EngineState {
-    pub fn from_tuple(obj: &Bound<'_, PyAny>) -> PyResult<EngineState> {
-        let t = obj.cast::<PyTuple>()?;
-        if t.len() != ENGINE_STATE_LEN {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "engine state must have {ENGINE_STATE_LEN} fields, got {}",
-                t.len()
-            )));
+/// Reads an engine step's state from the objects vLLM's stat loggers get, by the attribute names
+/// the shim gave, and records it: called once per engine step (`StatLoggerManager.record`), the one
+/// call the serving path makes per step besides the finished requests'. One Python call reading
+/// the attributes here costs less than reading them in Python and passing a tuple: in a running
+/// server each step's Python code runs from cold caches, where fewer frames and objects count.
+#[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
+pub struct EngineStateRecorder {
+    provider: Name,
+    model: Option<Name>,
+    running: Attribute,
+    waiting: Attribute,
+    /// Tried in order: the first present one is the usage (vLLM renamed it).
+    usage: Vec<Attribute>,
+    preempted: Attribute,
+}
+
+#[pymethods]
+impl EngineStateRecorder {
+    /// `running`, `waiting` and `usage` name attributes of vLLM's scheduler stats, `preempted` one of
+    /// its iteration stats (see `_core.pyi`).
+    #[new]
+    #[pyo3(signature = (provider, model, *, running, waiting, usage, preempted))]
+    fn new(
+        py: Python<'_>,
+        provider: &str,
+        model: Option<&str>,
+        running: &str,
+        waiting: &str,
+        usage: Vec<String>,
+        preempted: &str,
+    ) -> Self {
+        EngineStateRecorder {
+            provider: Name::from(provider),
+            model: model.map(Name::from),
+            running: Attribute::new(py, running),
+            waiting: Attribute::new(py, waiting),
+            usage: usage.iter().map(|name| Attribute::new(py, name)).collect(),
+            preempted: Attribute::new(py, preempted),
         }
-        let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
-        let count = |v: Bound<'_, PyAny>| -> PyResult<Option<i64>> {
-            if v.is_none() {
-                return Ok(None);
-            }
-            let n: i64 = v.extract()?;
-            Ok((n >= 0).then_some(n))
-        };
-        let usage = f(5)?;
-        Ok(EngineState {
-            provider: crate::records::opt_string(&f(0)?)?.unwrap_or_default(),
-            model: crate::records::opt_string(&f(1)?)?,
-            engine_index: f(2)?.extract()?,
-            running: count(f(3)?)?,
-            waiting: count(f(4)?)?,
-            kv_cache_usage: if usage.is_none() {
-                None
-            } else {
-                let v: f64 = usage.extract()?;
-                // A fraction of the cache in use: anything outside [0, 1] is not a usage.
-                (v.is_finite() && (0.0..=1.0).contains(&v)).then_some(v)
-            },
-            preemptions: count(f(6)?)?.map(|n| n as u64),
-        })
     }
+
+    /// Records one step (`owner`, the stat logger manager, is not read). Nothing here raises: a
+    /// value that is missing, of another type or out of range, or whose attribute raised, is
+    /// absent; a step with neither stats object records nothing. Returns whether it recorded.
+    #[pyo3(signature = (owner, scheduler_stats, iteration_stats, engine_index))]
+    fn record(
+        &self,
+        owner: &Bound<'_, PyAny>,
+        scheduler_stats: &Bound<'_, PyAny>,
+        iteration_stats: &Bound<'_, PyAny>,
+        engine_index: &Bound<'_, PyAny>,
+    ) -> bool {
+        let _ = owner;
+        if scheduler_stats.is_none() && iteration_stats.is_none() {
+            return false;
+        }
+        let Some(pipeline) = state::current() else {
+            return false;
+        };
+        pipeline
+            .engine_states
+            .record(&self.read(scheduler_stats, iteration_stats, engine_index));
+        true
+    }
+}
+
+impl EngineStateRecorder {
+    fn read<'py>(
+        &self,
+        scheduler_stats: &Bound<'py, PyAny>,
+        iteration_stats: &Bound<'py, PyAny>,
+        engine_index: &Bound<'py, PyAny>,
+    ) -> EngineState {
+        // getattr(None, name, None) is None: a missing stats object is not read (a read of None
+        // would mark the attribute missing, and read it the slow way from then on).
+        let of = |stats: &Bound<'py, PyAny>, attribute: &Attribute| -> Option<Bound<'py, PyAny>> {
+            if stats.is_none() {
+                return None;
+            }
+            match attribute.read(stats) {
+                Ok(Field::Present(value)) => Some(value),
+                _ => None,
+            }
+        };
+        let count = |stats: &Bound<'py, PyAny>, attribute: &Attribute| {
+            of(stats, attribute).and_then(|v| non_negative(&v))
+        };
+        let usage = self
+            .usage
+            .iter()
+            .find_map(|attribute| of(scheduler_stats, attribute))
+            .and_then(|v| fraction(&v));
+        EngineState {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            // vLLM's default (None: its only engine).
+            engine_index: engine_index.extract::<i64>().unwrap_or(0),
+            running: count(scheduler_stats, &self.running),
+            waiting: count(scheduler_stats, &self.waiting),
+            kv_cache_usage: usage,
+            preemptions: count(iteration_stats, &self.preempted).map(|n| n as u64),
+        }
+    }
+}
+
+/// An int in 0..=i64::MAX; anything else is absent.
+fn non_negative(value: &Bound<'_, PyAny>) -> Option<i64> {
+    if !value.is_instance_of::<PyInt>() {
+        return None;
+    }
+    value.extract::<i64>().ok().filter(|n| *n >= 0)
+}
+
+/// A fraction of the cache in use, from an int or float: anything outside [0, 1] is not a usage.
+fn fraction(value: &Bound<'_, PyAny>) -> Option<f64> {
+    if !(value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>()) {
+        return None;
+    }
+    let v: f64 = value.extract().ok()?;
+    (v.is_finite() && (0.0..=1.0).contains(&v)).then_some(v)
 }
 
 /// One engine's latest state, and its preemptions since the process started.
@@ -73,7 +161,7 @@ pub struct LatestState {
 }
 
 /// (provider, model, engine index): one engine of one frontend process.
-pub type EngineKey = (String, Option<String>, i64);
+pub type EngineKey = (Name, Option<Name>, i64);
 
 type StateMap = Arc<Mutex<HashMap<EngineKey, LatestState>>>;
 
@@ -226,7 +314,7 @@ mod tests {
         let snapshot = states.snapshot();
         assert_eq!(snapshot.len(), 1);
         let (key, latest) = &snapshot[0];
-        assert_eq!(key, &("vllm".to_string(), Some("m".to_string()), 0));
+        assert_eq!(key, &(Name::from("vllm"), Some(Name::from("m")), 0));
         // A step that reported no running count keeps the last one reported.
         assert_eq!(latest.running, Some(3));
         assert_eq!(latest.waiting, Some(2));

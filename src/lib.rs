@@ -4,6 +4,7 @@
 //! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the Python shim reads
 //! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
 
+mod attribute;
 pub mod bridge;
 pub mod clock;
 pub mod config;
@@ -148,17 +149,6 @@ fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> P
     Ok(pipeline.record_requests(Arc::new(header), parsed.into()))
 }
 
-/// Records one engine step's scheduler state (the engine gauges).
-#[pyfunction]
-fn record_engine_state(state: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let Some(pipeline) = state::current() else {
-        return Ok(false);
-    };
-    let state = engine_state::EngineState::from_tuple(state)?;
-    pipeline.engine_states.record(&state);
-    Ok(true)
-}
-
 /// The engines' latest states, for the metric bridge's observable instruments:
 /// [(provider, model, engine_index, running, waiting, kv_cache_usage, preemptions_total)].
 #[pyfunction]
@@ -179,8 +169,8 @@ fn engine_states() -> Vec<(
             .into_iter()
             .map(|((provider, model, index), s)| {
                 (
-                    provider,
-                    model,
+                    provider.to_string(),
+                    model.map(|m| m.to_string()),
                     index,
                     s.running,
                     s.waiting,
@@ -289,10 +279,12 @@ mod _core {
     use super::{
         _after_fork_child, configure, delivery, engine_states, force_flush, is_enabled,
         latency_percentiles, latency_summary, latency_summary_at_exit, new_span_context,
-        record_engine_state, record_operation, record_requests, shutdown, stats,
+        record_operation, record_requests, shutdown, stats,
     };
     #[pymodule_export]
     use crate::current_operation::{current_operation, set_current_operation};
+    #[pymodule_export]
+    use crate::engine_state::EngineStateRecorder;
     #[pymodule_export]
     use crate::offline_calls::{OfflineCalls, OperationStart};
     #[pymodule_export]
@@ -313,7 +305,6 @@ mod _core {
         )?;
         m.add("BATCH_HEADER_LEN", crate::records::BATCH_HEADER_LEN)?;
         m.add("OPERATION_RECORD_LEN", crate::records::OPERATION_RECORD_LEN)?;
-        m.add("ENGINE_STATE_LEN", crate::engine_state::ENGINE_STATE_LEN)?;
         m.add(
             "ENGINE_METRICS",
             crate::engine_state::ENGINE_METRICS.to_vec(),

@@ -17,82 +17,19 @@
 //! dict goes into its header, one record is held inline; headers, attributes and reasons are
 //! converted once and kept from one read to the next (`Conversions`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use compact_str::CompactString;
 use opentelemetry::StringValue;
 use parking_lot::Mutex;
-use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
+use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::pending_requests::PendingRequests;
 use crate::records::{BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
 use crate::state;
-
-/// What one read returns for a field: absent is a value (None / missing attribute); `Unclean` means
-/// "not the common shape: leave this output to the shim".
-enum Field<'py> {
-    Absent,
-    Present(Bound<'py, PyAny>),
-}
-
-struct Unclean;
-
-type Read<T> = Result<T, Unclean>;
-
-/// One attribute name the shim gave. Reading it is `getattr(obj, name, None)`: only a missing
-/// attribute counts as absent. `PyObject_GetAttr` builds (and formats) an AttributeError for a
-/// missing one, which costs more than everything else read per output; the limited API has no
-/// lookup without it before 3.13. So an attribute once found missing is read from then on through
-/// the builtin `getattr` with a default, which looks it up without raising.
-struct Attribute {
-    name: Py<PyString>,
-    often_missing: AtomicBool,
-}
-
-impl Attribute {
-    fn new(py: Python<'_>, name: &str) -> Self {
-        Attribute {
-            name: PyString::intern(py, name).unbind(),
-            often_missing: AtomicBool::new(false),
-        }
-    }
-
-    fn read<'py>(&self, obj: &Bound<'py, PyAny>) -> Read<Field<'py>> {
-        let py = obj.py();
-        let name = self.name.bind(py);
-        let value = if self.often_missing.load(Ordering::Relaxed) {
-            static GETATTR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            let getattr = GETATTR
-                .get_or_try_init(py, || {
-                    Ok::<_, PyErr>(py.import("builtins")?.getattr("getattr")?.unbind())
-                })
-                .map_err(|_| Unclean)?;
-            getattr
-                .bind(py)
-                .call1((obj, name, py.None()))
-                .map_err(|_| Unclean)?
-        } else {
-            match obj.getattr(name) {
-                Ok(v) => v,
-                Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
-                    self.often_missing.store(true, Ordering::Relaxed);
-                    return Ok(Field::Absent);
-                }
-                Err(_) => return Err(Unclean),
-            }
-        };
-        Ok(if value.is_none() {
-            Field::Absent
-        } else {
-            Field::Present(value)
-        })
-    }
-}
 
 /// A positive finite float (the shim's clean-stats test); anything else is unclean.
 fn positive_float(value: Field<'_>) -> Read<f64> {

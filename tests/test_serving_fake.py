@@ -8,6 +8,7 @@ uninstrument, the plugin's process filter, bridge delivery of the engine gauges.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from typing import Any
@@ -182,6 +183,73 @@ def test_engine_gauges_are_exported(instrument, http_receiver):
     assert metrics["vllm.requests.running"].metric.unit == "{request}"
 
 
+class Raising:
+    """Stats whose every attribute raises."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} today")
+
+
+def test_engine_gauges_take_only_what_vllm_reported(instrument, http_receiver):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, IterationStats, SchedulerStats
+
+    class OldSchedulerStats:  # vLLM before 0.10 called the usage gpu_cache_usage
+        num_running_reqs, num_waiting_reqs, gpu_cache_usage = 4, 2, 0.5
+
+    def preempted(n: int) -> Any:
+        stats = IterationStats()
+        stats.num_preempted_reqs = n
+        return stats
+
+    engine = AsyncLLM()
+    record = engine.logger_manager.record
+    record(OldSchedulerStats(), preempted(2), None, 0)  # positional, as vLLM may call it
+    # Values of another type or out of range are not gauges: the last reported ones stay.
+    record(scheduler_stats=SchedulerStats("3", -1, 1.5), iteration_stats=preempted(3), engine_idx=0)
+    record(scheduler_stats=None, iteration_stats=preempted(1), engine_idx=None)  # engine 0, vLLM's default
+    record(scheduler_stats=Raising(), iteration_stats=Raising(), engine_idx=0)
+    record(scheduler_stats=None, iteration_stats=None, engine_idx=0)  # nothing to record
+    assert len(engine.logger_manager.recorded) == 5  # vLLM's own loggers got every step
+    metrics = exported(http_receiver).metrics
+    expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
+    for name, value in (
+        ("vllm.requests.running", 4),
+        ("vllm.requests.waiting", 2),
+        ("vllm.kv_cache.usage", 0.5),
+        ("vllm.preemptions", 6),
+    ):
+        metric = metrics[name]
+        assert metric.point_attributes() == [expected], name
+        (point,) = metric.points
+        assert (point.as_int if isinstance(value, int) else point.as_double) == value, name
+
+
+def report_into(reports: list, manager: Any, *values: Any) -> None:
+    reports.append(values)
+
+
+def test_the_stat_logger_record_replacement_reports_each_step_as_called():
+    # White box: the bound method of a plain function is replaced by a generated forwarding function
+    # (no argument packing); anything else by a generic wrapper. Both report the same.
+    class Manager:
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0):
+            return ("recorded", scheduler_stats, iteration_stats, mm_cache_stats, engine_idx)
+
+    def generic(*args: Any, **kwargs: Any) -> Any:
+        return Manager().record(*args, **kwargs)
+
+    for record, generated in ((Manager().record, True), (generic, False)):
+        reports: list[tuple] = []
+        replacement = _serving.engine_state_recording(record, functools.partial(report_into, reports))
+        generated_file = replacement.__code__.co_filename.startswith("<opentelemetry-instrumentation-vllm forwarding")
+        assert generated_file is generated
+        assert replacement("s", "i", "mm", 2) == ("recorded", "s", "i", "mm", 2)
+        assert replacement(scheduler_stats="s", iteration_stats=None, engine_idx=1) == ("recorded", "s", None, None, 1)
+        assert replacement("s", "i") == ("recorded", "s", "i", None, 0)
+        assert reports == [("s", "i", 2), ("s", None, 1), ("s", "i", 0 if generated else None)]
+
+
 def test_engine_gauges_reach_a_bridged_meter_provider(instrument, meter_provider, metric_reader):
     instrument(meter_provider=meter_provider)
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -214,10 +282,11 @@ def test_errors_inside_the_instrumentation_never_reach_vllm(instrument, http_rec
     assert request.request_id in engine.output_processor.request_states
     monkeypatch.setattr(_serving.EngineRequests, "finished_now", broken)
     monkeypatch.setattr(_serving.EngineRequests, "record_aborted", broken)
-    monkeypatch.setattr(_serving._core, "record_engine_state", broken)
     engine.finish_step([(request, 1, FinishReason.STOP)])
     assert request.request_id not in engine.output_processor.request_states
-    assert len(engine.logger_manager.recorded) == 1
+    # Stats whose attributes raise: the engine gauges read them in the core, which absorbs it.
+    engine.logger_manager.record(scheduler_stats=Raising(), iteration_stats=Raising(), engine_idx=0)
+    assert len(engine.logger_manager.recorded) == 2
     other = add(engine, "cmpl-2-0")
     asyncio.run(engine.abort(other))
     assert engine.output_processor.request_states == {}

@@ -11,7 +11,6 @@ from typing import Any, Final, TypedDict
 __version__: str
 REQUEST_RECORD_LEN: int  # 17
 REQUEST_RECORD_WITH_PARENT_LEN: int  # 19
-ENGINE_STATE_LEN: int  # 7
 BATCH_HEADER_LEN: int  # 7
 OPERATION_RECORD_LEN: int  # 12
 
@@ -49,17 +48,6 @@ RequestRecord = tuple[
 # The same with two more fields, for requests that each have their own parent (serving):
 #   17 parent: ParentContext | None, replacing the batch header's (None: a root span);
 #   18 trace_id: int | None, the trace id new_span_context returned with span_id (for a root span).
-
-# One engine step's scheduler state, the engine gauges; None where vLLM reported nothing.
-EngineState = tuple[
-    str,  # 0 provider_name
-    str | None,  # 1 request_model
-    int,  # 2 engine index
-    int | None,  # 3 running requests
-    int | None,  # 4 waiting requests
-    float | None,  # 5 KV-cache usage, 0 to 1
-    int | None,  # 6 preemptions in this step
-]
 
 # One API call, parent of its requests.
 OperationRecord = tuple[
@@ -142,7 +130,17 @@ class OutputReader:
     def record_of(self, output: Any, start_ns: int, end_ns: int) -> RequestRecord | None:
         """For tests: the record this reader would build, attributes None; None where it would leave the output."""
 
-def record_engine_state(state: EngineState) -> bool: ...
+class EngineStateRecorder:
+    """Records the engine gauges of one engine's steps, reading vLLM's stats objects by the attribute
+    names given (``_vllm.ENGINE_STATE_ATTRIBUTES``)."""
+
+    def __init__(
+        self, provider: str, model: str | None, *, running: str, waiting: str, usage: list[str], preempted: str
+    ) -> None: ...
+    def record(self, owner: object, scheduler_stats: object, iteration_stats: object, engine_index: object) -> bool:
+        """One step (``owner`` is not read); never raises: what is missing, of another type, out of
+        range or raises is absent. False where nothing was recorded (no stats, telemetry off)."""
+
 def force_flush(timeout: float = 5.0) -> bool: ...
 def shutdown(timeout: float = 5.0) -> bool: ...
 def stats() -> dict[str, int]: ...

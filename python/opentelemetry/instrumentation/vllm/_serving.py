@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import types
 import weakref
 from typing import Any
 
@@ -26,6 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
+from opentelemetry.instrumentation.vllm._forwarding import forwarding_function
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
@@ -209,6 +211,30 @@ class EngineRequests:
             _core.record_requests(header, group)
 
 
+def engine_state_recording(record: Any, report: Any) -> Any:
+    """The replacement of a StatLoggerManager's bound ``record`` that also calls
+    ``report(manager, scheduler_stats, iteration_stats, engine_idx)`` (``EngineStateRecorder.record``,
+    which never raises) once per engine step. Where ``record`` is a plain method, a forwarding function
+    with its own parameters, bound to the manager (see _forwarding.py): in a running server the
+    generic wrapper's packing and three dict lookups per step cost several times the recording."""
+    function = getattr(record, "__func__", None)
+    manager = getattr(record, "__self__", None)
+    if isinstance(record, types.MethodType) and manager is not None:
+        forwarding = forwarding_function(function, report, _vllm.LOGGER_RECORD_ARGUMENTS)
+        if forwarding is not None:
+            return types.MethodType(forwarding, manager)
+    scheduler_name, iteration_name, index_name = _vllm.LOGGER_RECORD_ARGUMENTS
+
+    def record_wrapper(*args, **kwargs):
+        result = record(*args, **kwargs)
+        scheduler_stats = kwargs.get(scheduler_name, args[0] if args else None)
+        iteration_stats = kwargs.get(iteration_name, args[1] if len(args) > 1 else None)
+        report(manager, scheduler_stats, iteration_stats, kwargs.get(index_name, args[3] if len(args) > 3 else None))
+        return result
+
+    return record_wrapper
+
+
 class ServingInstrumentation:
     def __init__(self, content: ContentPolicy) -> None:
         self.content = content
@@ -349,25 +375,6 @@ class ServingInstrumentation:
 
         manager = _vllm.async_llm_logger_manager(engine)
         if manager is not None and manager not in self._instances:
-            record = manager.record
-
-            def record_wrapper(*args, **kwargs):
-                try:
-                    scheduler_stats = kwargs.get("scheduler_stats", args[0] if args else None)
-                    iteration_stats = kwargs.get("iteration_stats", args[1] if len(args) > 1 else None)
-                    if scheduler_stats is not None or iteration_stats is not None:
-                        engine_index = kwargs.get("engine_idx", args[3] if len(args) > 3 else None) or 0
-                        _core.record_engine_state(
-                            (
-                                _vllm.PROVIDER_NAME,
-                                model,
-                                engine_index,
-                                *_vllm.engine_state(scheduler_stats, iteration_stats),
-                            )
-                        )
-                except Exception:  # noqa: BLE001
-                    _logger.debug("could not record the engine state", exc_info=True)
-                return record(*args, **kwargs)
-
-            manager.record = record_wrapper
+            recorder = _core.EngineStateRecorder(_vllm.PROVIDER_NAME, model, **_vllm.ENGINE_STATE_ATTRIBUTES)
+            manager.record = engine_state_recording(manager.record, recorder.record)
             self._instances[manager] = LOGGER_MANAGER_METHODS

@@ -537,20 +537,18 @@ def iteration_end_wall(iteration_stats: Any) -> float | None:
     return _positive(getattr(iteration_stats, "iteration_timestamp", None))
 
 
-def engine_state(scheduler_stats: Any, iteration_stats: Any) -> tuple:
-    """(running, waiting, kv-cache usage, preemptions) of one step; None where vLLM gave nothing."""
-    running = getattr(scheduler_stats, "num_running_reqs", None)
-    waiting = getattr(scheduler_stats, "num_waiting_reqs", None)
-    usage = getattr(scheduler_stats, "kv_cache_usage", None)
-    if usage is None:
-        usage = getattr(scheduler_stats, "gpu_cache_usage", None)  # older name
-    preempted = getattr(iteration_stats, "num_preempted_reqs", None)
-    return (
-        running if isinstance(running, int) else None,
-        waiting if isinstance(waiting, int) else None,
-        float(usage) if isinstance(usage, (int, float)) else None,
-        preempted if isinstance(preempted, int) else None,
-    )
+# StatLoggerManager.record(scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0): the
+# parameters an engine step's gauges come from (None where a version lacks one).
+LOGGER_RECORD_ARGUMENTS = ("scheduler_stats", "iteration_stats", "engine_idx")
+
+# Where the engine gauges are, for _core.EngineStateRecorder: running, waiting and KV-cache usage on
+# SchedulerStats (usage was gpu_cache_usage before vLLM 0.10), preemptions of the step on IterationStats.
+ENGINE_STATE_ATTRIBUTES = {
+    "running": "num_running_reqs",
+    "waiting": "num_waiting_reqs",
+    "usage": ["kv_cache_usage", "gpu_cache_usage"],
+    "preempted": "num_preempted_reqs",
+}
 
 
 # multiprocessing names of vLLM's engine-side processes (EngineCore, EngineCore_DP<n>, VllmWorker-<rank>,
