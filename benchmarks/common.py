@@ -65,6 +65,18 @@ def median_interval(values: list[float]) -> tuple[float, float]:
     return ordered[max(0, int(n / 2 - half_width))], ordered[min(n - 1, int(n / 2 + half_width))]
 
 
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of a proportion (a share of profile samples): sound for small
+    counts, where the normal approximation's can go below zero."""
+    if trials == 0:
+        return 0.0, 1.0
+    z = 1.96
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * (p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5 / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def alternated(cycles: int, block: Callable[[bool], Any]) -> list[tuple[Any, Any]]:
     """``(block(False), block(True))`` per cycle: an uninstrumented and an instrumented block, the
     order alternating from one cycle to the next so that neither always runs first."""

@@ -17,7 +17,9 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
  3. Real ``vllm serve`` under a concurrent streaming load: tokens/s, TTFT p50/p99, API-server CPU
     per generated token, one server per configuration; then loads with and without the
     instrumentation alternating within servers, with the throughput ratio of each cycle and a
-    confidence interval of their median (bench_vllm_serving.py, serve_toggled.py).
+    confidence interval of their median (bench_vllm_serving.py, serve_toggled.py); and an in-situ
+   profile of an instrumented server: the instrumentation's share of the API server's time
+   (serving_profile.py, py-spy).
  4. Export: spans/s sustained to loopback OTLP/HTTP and gRPC sinks without drops; peak RSS growth
     for 1M requests (bench_core.py).
 Every configuration runs in its own process (but for the alternations of sections 1, 2 and 3);
@@ -39,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_fake_offline  # noqa: E402
+import serving_profile  # noqa: E402
 import sinks  # noqa: E402
 from common import cell, cpu_waker, median_interval, python_with, run_worker  # noqa: E402
 
@@ -262,6 +265,9 @@ def section_serving(args, real) -> list[str]:
                 *sizes,
             )
             lines += bench_vllm_serving.paired_table(paired, args.serve_cycle_requests, *sizes, args.serve_cycles)
+        if args.serve_profile_requests:
+            profile = serving_profile.measure_profile(python, env, model, http, args.serve_profile_requests, *sizes)
+            lines += serving_profile.profile_table(profile, *sizes)
     return lines
 
 
@@ -327,6 +333,9 @@ def main() -> None:
     parser.add_argument("--serve-paired-servers", type=int, default=2, help="servers of section 3's alternation")
     parser.add_argument("--serve-cycles", type=int, default=20, help="cycles per server (section 3's alternation)")
     parser.add_argument("--serve-cycle-requests", type=int, default=128, help="requests per load of a cycle")
+    parser.add_argument(
+        "--serve-profile-requests", type=int, default=1792, help="requests of section 3's in-situ profile (0: none)"
+    )
     parser.add_argument(
         "--no-cpu-waker", action="store_true", help="sections 2 and 3 without the process that keeps the vCPUs awake"
     )

@@ -1,0 +1,177 @@
+"""Section 3's in-situ profile: where the instrumented ``vllm serve``'s API server spends its time, and how
+much of it is this instrumentation's.
+
+Alternating loads within a server (bench_vllm_serving.py) resolve a throughput difference to about ±6%
+on the project's 2-vCPU VM, where loads vary from one to the next by a factor of several; the target is
+1%. A profile of the running server resolves the instrumentation's own share far more finely: py-spy
+samples the API server's thread that holds the GIL (``--gil``; its native calls, such as into this
+package's core, count to the Python line that made them), and each sample is the instrumentation's
+when the first frame from the leaf that is not the standard library's is in this package, its
+generated forwarding functions, OpenTelemetry or wrapt. The package's own threads (the core's recorder
+and exporters; native, so py-spy does not see them) are measured by their CPU time in a second load.
+
+Measured this way, the per-step and per-request code of the serving path costs about ten times in the
+server what it costs in a loop (bench_fake_serving.py): between two engine steps everything else in the
+process and the machine has run, so each step starts from cold caches. Known limit: a garbage
+collection runs inside whichever line allocated last, and in a vLLM server a full one takes a few
+hundred milliseconds; one that lands in the instrumentation's line adds 100-200 samples to one of its
+functions (seen in some runs: the list of functions shows it). Counting those apart needs py-spy's
+native frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from common import run_worker, wilson_interval
+
+# Frames that are this instrumentation's (or run only because of it): its package, the forwarding
+# functions it generates (their file name), OpenTelemetry's API and SDK, wrapt.
+OURS = re.compile(r"/opentelemetry/|/wrapt/|<opentelemetry-instrumentation-vllm ")
+# The standard library's frames are skipped: they count to whoever called them.
+STANDARD_LIBRARY = re.compile(r"/lib/python3\.\d+/(?!site-packages/)|^<frozen ")
+# The core's native threads (recorder, flush), the OpenTelemetry SDK's (batch span processor, periodic
+# metric reader) and its exporters' HTTP/gRPC runtimes; Linux keeps 15 characters of a thread's name.
+OUR_THREADS = ("otel-vllm", "OpenTelemetry.", "reqwest-intern", "tokio-runtime")
+RATE_HZ = 500
+
+
+def attribute_samples(raw: str) -> dict:
+    """py-spy ``--format raw --threads`` output: the main thread's samples, the instrumentation's among
+    them, and the instrumentation's functions by samples."""
+    main = ours = 0
+    functions: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        thread, *frames = stack.split(";")
+        if not thread.endswith("MainThread"):
+            continue
+        main += int(count)
+        for frame in reversed(frames):
+            path = frame[frame.rfind("(") + 1 :].rsplit(":", 1)[0]
+            if STANDARD_LIBRARY.search(path):
+                continue
+            if OURS.search(path):
+                ours += int(count)
+                functions[frame[: frame.rfind(" (")]] += int(count)
+            break
+    return {"main_samples": main, "our_samples": ours, "functions": functions.most_common(6)}
+
+
+def _threads(pid: int) -> dict[int, tuple[str, float]]:
+    """tid -> (name, CPU seconds) of a process's live threads (schedstat: nanoseconds)."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            name = (task / "comm").read_text().strip()
+            threads[int(task.name)] = (name, int((task / "schedstat").read_text().split()[0]) / 1e9)
+    return threads
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, concurrency: int, tokens: int):
+    client = [str(python), str(Path(__file__).with_name("bench_vllm_serving.py")), "--load", base_url]
+    sizes = ["--concurrency", str(concurrency), "--tokens", str(tokens)]
+    run_worker([*client, "--requests", str(max(concurrency, requests // 8)), *sizes], env)  # warm-up
+    raw = Path(f"/tmp/otel-vllm-bench-profile-{pid}.txt")
+    command = [spy, "record", "--gil", "--threads", "--full-filenames", "--format", "raw"]
+    command += ["--rate", str(RATE_HZ), "--output", str(raw), "--pid", str(pid)]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)  # attached
+        if recorder.poll() is not None:
+            raise RuntimeError(f"py-spy: {recorder.stderr.read().strip()[-200:]}")
+        run_worker([*client, "--requests", str(requests), *sizes], env)
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
+        recorder.wait(60)
+    samples = attribute_samples(raw.read_text())
+    raw.unlink(missing_ok=True)
+    # CPU times from a second load without py-spy: every sample stops the process, and each of its
+    # threads then spends CPU on the stop (about 0.2 s per thread over such a load here, idle ones too).
+    threads0, busy0, wall0 = _threads(pid), _machine_busy_s(), time.monotonic()
+    result = run_worker([*client, "--requests", str(requests), *sizes], env)
+    threads1, busy1, wall1 = _threads(pid), _machine_busy_s(), time.monotonic()
+    delta = {tid: (name, cpu - threads0.get(tid, (name, 0.0))[1]) for tid, (name, cpu) in threads1.items()}
+    return {
+        **samples,
+        "requests": requests,
+        "tokens": result["tokens"],
+        "wall": wall1 - wall0,
+        "machine_busy": busy1 - busy0,
+        "main_cpu": delta.get(pid, ("", 0.0))[1],
+        "process_cpu": sum(cpu for _, cpu in delta.values()),
+        "our_threads_cpu": sum(cpu for name, cpu in delta.values() if name.startswith(OUR_THREADS)),
+        "threads": _by_name(delta.values()),
+    }
+
+
+def _by_name(threads) -> list[tuple[str, float]]:
+    """CPU seconds per thread name (threads of a pool share one), busiest first."""
+    totals: Counter[str] = Counter()
+    for name, cpu in threads:
+        totals[name] += cpu
+    return [(name, cpu) for name, cpu in totals.most_common() if cpu >= 0.01]
+
+
+def profile_table(result: dict, concurrency: int, tokens: int) -> list[str]:
+    lines = [
+        f"in-situ profile: one instrumented server, {result.get('requests', '?')} streaming completions x {tokens} "
+        f"tokens, {concurrency} concurrent, py-spy --gil at {RATE_HZ} Hz on the API server"
+    ]
+    if "error" in result:
+        return lines + [f"not measured: {result['error']}"]
+    main, ours = result["main_samples"], result["our_samples"]
+    low, high = wilson_interval(ours, main)
+    share = ours / main if main else 0.0
+    lines.append(
+        f"instrumentation's share of the API server's GIL-holding samples: {100 * share:.2f}% ({ours} of {main}; "
+        f"95% interval {100 * low:.2f}-{100 * high:.2f}%)"
+    )
+    per_request_main = share * result["main_cpu"] / result["requests"] * 1e6
+    per_request_threads = result["our_threads_cpu"] / result["requests"] * 1e6
+    ours_cpu = share * result["main_cpu"] + result["our_threads_cpu"]
+    lines.append(
+        "a second load of the same size without py-spy, same server: "
+        f"{result['tokens'] / result['wall']:.0f} tokens/s; CPU of the API server's threads by name (s): "
+        + ", ".join(f"{name} {cpu:.2f}" for name, cpu in result["threads"])
+    )
+    lines.append(
+        f"its CPU per request: {per_request_main:.1f} µs on the API server's main thread (share x its CPU) + "
+        f"{per_request_threads:.1f} µs in its own threads = {100 * ours_cpu / result['machine_busy']:.2f}% of the "
+        f"machine's busy CPU ({result['machine_busy']:.1f} s over {result['wall']:.1f} s; API server "
+        f"{result['process_cpu']:.1f} s, its main thread {result['main_cpu']:.1f} s)"
+    )
+    top = ", ".join(f"{name} {n}" for name, n in result["functions"])
+    lines.append(f"its functions by samples: {top}")
+    return lines
+
+
+def measure_profile(python, env, model, endpoint, requests: int, concurrency: int, tokens: int) -> dict:
+    """Profiles one instrumented server (the same launcher as the alternation's) under one load."""
+    from bench_vllm_serving import TOGGLED_SERVER, running_server
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return {"error": "py-spy is not installed (benchmarks/requirements.txt)"}
+    try:
+        with running_server(python, env, model, "instrumented", endpoint, TOGGLED_SERVER) as (base_url, proc):
+            return profile_load(python, env, base_url, proc.pid, spy, requests, concurrency, tokens)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        return {"error": str(error).splitlines()[-1][:160] if str(error) else type(error).__name__}
