@@ -12,11 +12,13 @@ and exporters; native, so py-spy does not see them) are measured by their CPU ti
 
 Measured this way, the per-step and per-request code of the serving path costs about ten times in the
 server what it costs in a loop (bench_fake_serving.py): between two engine steps everything else in the
-process and the machine has run, so each step starts from cold caches. Known limit: a garbage
-collection runs inside whichever line allocated last, and in a vLLM server a full one takes a few
-hundred milliseconds; one that lands in the instrumentation's line adds 100-200 samples to one of its
-functions (seen in some runs: the list of functions shows it). Counting those apart needs py-spy's
-native frames.
+process and the machine has run, so each step starts from cold caches.
+
+A garbage collection runs inside whichever line allocated last; a full one takes a few hundred
+milliseconds in a vLLM server, and one that lands in the instrumentation's line adds 100-200 samples
+to one of its functions. Hence shares per load and their median (``LOADS``). py-spy's ``--native``
+would show the collector, but in these servers it also put vLLM's time under the instrumentation's
+frames (its merge of native and Python stacks), so it is not used.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from common import run_worker, wilson_interval
+from common import median_interval, run_worker, wilson_interval
 
 # Frames that are this instrumentation's (or run only because of it): its package, the forwarding
 # functions it generates (their file name), OpenTelemetry's API and SDK, wrapt.
@@ -43,11 +46,15 @@ STANDARD_LIBRARY = re.compile(r"/lib/python3\.\d+/(?!site-packages/)|^<frozen ")
 # metric reader) and its exporters' HTTP/gRPC runtimes; Linux keeps 15 characters of a thread's name.
 OUR_THREADS = ("otel-vllm", "OpenTelemetry.", "reqwest-intern", "tokio-runtime")
 RATE_HZ = 500
+# Profiled loads: the share is taken per load, and their median reported. A rare long event inside one
+# line (a full garbage collection, a few hundred ms here; the VM's vCPU descheduled) lands in whichever
+# function runs then, and in one load of several it moves that load's share, not the median.
+LOADS = 12
 
 
-def attribute_samples(raw: str) -> dict:
+def attribute_samples(raw: str, main_thread_id: int) -> dict:
     """py-spy ``--format raw --threads`` output: the main thread's samples, the instrumentation's among
-    them, and the instrumentation's functions by samples."""
+    them, and its functions by samples."""
     main = ours = 0
     functions: Counter[str] = Counter()
     for line in raw.splitlines():
@@ -55,16 +62,17 @@ def attribute_samples(raw: str) -> dict:
         if not stack or not count.isdigit():
             continue
         thread, *frames = stack.split(";")
-        if not thread.endswith("MainThread"):
+        if not (thread.startswith(f"thread ({main_thread_id})") or thread.endswith("MainThread")):
             continue
         main += int(count)
         for frame in reversed(frames):
-            path = frame[frame.rfind("(") + 1 :].rsplit(":", 1)[0]
-            if STANDARD_LIBRARY.search(path):
-                continue
+            path = frame[frame.rfind("(") + 1 :].rsplit(":", 1)[0].rstrip(")")
             if OURS.search(path):
                 ours += int(count)
                 functions[frame[: frame.rfind(" (")]] += int(count)
+                break
+            if STANDARD_LIBRARY.search(path):
+                continue
             break
     return {"main_samples": main, "our_samples": ours, "functions": functions.most_common(6)}
 
@@ -85,10 +93,8 @@ def _machine_busy_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, concurrency: int, tokens: int):
-    client = [str(python), str(Path(__file__).with_name("bench_vllm_serving.py")), "--load", base_url]
-    sizes = ["--concurrency", str(concurrency), "--tokens", str(tokens)]
-    run_worker([*client, "--requests", str(max(concurrency, requests // 8)), *sizes], env)  # warm-up
+def _profiled_load(spy: str, pid: int, client: list[str], env) -> dict:
+    """One load with py-spy recording the API server; its samples, attributed."""
     raw = Path(f"/tmp/otel-vllm-bench-profile-{pid}.txt")
     command = [spy, "record", "--gil", "--threads", "--full-filenames", "--format", "raw"]
     command += ["--rate", str(RATE_HZ), "--output", str(raw), "--pid", str(pid)]
@@ -97,12 +103,25 @@ def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, 
         time.sleep(1)  # attached
         if recorder.poll() is not None:
             raise RuntimeError(f"py-spy: {recorder.stderr.read().strip()[-200:]}")
-        run_worker([*client, "--requests", str(requests), *sizes], env)
+        run_worker(client, env)
     finally:
         recorder.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
         recorder.wait(60)
-    samples = attribute_samples(raw.read_text())
-    raw.unlink(missing_ok=True)
+    try:
+        return attribute_samples(raw.read_text(), pid)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, concurrency: int, tokens: int):
+    """``LOADS`` profiled loads of requests / LOADS each, then one unprofiled load of ``requests``."""
+    loads = LOADS
+    client = [str(python), str(Path(__file__).with_name("bench_vllm_serving.py")), "--load", base_url]
+    sizes = ["--concurrency", str(concurrency), "--tokens", str(tokens)]
+    run_worker([*client, "--requests", str(max(concurrency, requests // 8)), *sizes], env)  # warm-up
+    profiles = [
+        _profiled_load(spy, pid, [*client, "--requests", str(requests // loads), *sizes], env) for _ in range(loads)
+    ]
     # CPU times from a second load without py-spy: every sample stops the process, and each of its
     # threads then spends CPU on the stop (about 0.2 s per thread over such a load here, idle ones too).
     threads0, busy0, wall0 = _threads(pid), _machine_busy_s(), time.monotonic()
@@ -110,7 +129,10 @@ def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, 
     threads1, busy1, wall1 = _threads(pid), _machine_busy_s(), time.monotonic()
     delta = {tid: (name, cpu - threads0.get(tid, (name, 0.0))[1]) for tid, (name, cpu) in threads1.items()}
     return {
-        **samples,
+        "shares": [p["our_samples"] / p["main_samples"] for p in profiles if p["main_samples"]],
+        "main_samples": sum(p["main_samples"] for p in profiles),
+        "our_samples": sum(p["our_samples"] for p in profiles),
+        "functions": sum((Counter(dict(p["functions"])) for p in profiles), Counter()).most_common(6),
         "requests": requests,
         "tokens": result["tokens"],
         "wall": wall1 - wall0,
@@ -133,16 +155,19 @@ def _by_name(threads) -> list[tuple[str, float]]:
 def profile_table(result: dict, concurrency: int, tokens: int) -> list[str]:
     lines = [
         f"in-situ profile: one instrumented server, {result.get('requests', '?')} streaming completions x {tokens} "
-        f"tokens, {concurrency} concurrent, py-spy --gil at {RATE_HZ} Hz on the API server"
+        f"tokens, {concurrency} concurrent, in {LOADS} loads, py-spy --gil at {RATE_HZ} Hz on the API server"
     ]
     if "error" in result:
         return lines + [f"not measured: {result['error']}"]
-    main, ours = result["main_samples"], result["our_samples"]
-    low, high = wilson_interval(ours, main)
-    share = ours / main if main else 0.0
+    main, ours, shares = result["main_samples"], result["our_samples"], result["shares"]
+    share = statistics.median(shares)
+    low, high = median_interval(shares)
+    pooled_low, pooled_high = wilson_interval(ours, main)
     lines.append(
-        f"instrumentation's share of the API server's GIL-holding samples: {100 * share:.2f}% ({ours} of {main}; "
-        f"95% interval {100 * low:.2f}-{100 * high:.2f}%)"
+        f"instrumentation's share of the API server's GIL-holding samples: median {100 * share:.2f}% over "
+        f"{len(shares)} loads (95% interval of the median {100 * low:.2f}-{100 * high:.2f}%; per load "
+        f"{', '.join(f'{100 * x:.2f}' for x in shares)}); all loads pooled {100 * ours / max(main, 1):.2f}% "
+        f"({ours} of {main}, Wilson 95% {100 * pooled_low:.2f}-{100 * pooled_high:.2f}%)"
     )
     per_request_main = share * result["main_cpu"] / result["requests"] * 1e6
     per_request_threads = result["our_threads_cpu"] / result["requests"] * 1e6
