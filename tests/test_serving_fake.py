@@ -158,6 +158,21 @@ def test_an_engine_abort_finishing_a_request_is_an_error_too(instrument, http_re
     assert a["error.type"] == "aborted" and list(a["gen_ai.response.finish_reasons"]) == ["abort"]
 
 
+def assert_engine_gauges(metrics: dict, *, running: int, waiting: int, usage: float, preemptions: int) -> None:
+    """One point per engine gauge, of the served model's engine 0, with these values."""
+    expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
+    for name, value in (
+        ("vllm.requests.running", running),
+        ("vllm.requests.waiting", waiting),
+        ("vllm.kv_cache.usage", usage),
+        ("vllm.preemptions", preemptions),
+    ):
+        metric = metrics[name]
+        assert metric.point_attributes() == [expected], name
+        (point,) = metric.points
+        assert (point.as_int if isinstance(value, int) else point.as_double) == value, name
+
+
 def test_engine_gauges_are_exported(instrument, http_receiver):
     instrument()
     from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
@@ -167,17 +182,7 @@ def test_engine_gauges_are_exported(instrument, http_receiver):
     engine.finish_step([(request, 1, None)], running=7)
     engine.finish_step([(request, 1, FinishReason.STOP)], running=3)
     metrics = exported(http_receiver).metrics
-    expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
-    for name, value in (
-        ("vllm.requests.running", 3),
-        ("vllm.requests.waiting", 1),
-        ("vllm.kv_cache.usage", 0.25),
-        ("vllm.preemptions", 0),
-    ):
-        metric = metrics[name]
-        assert metric.point_attributes() == [expected], name
-        (point,) = metric.points
-        assert (point.as_int if isinstance(value, int) else point.as_double) == value, name
+    assert_engine_gauges(metrics, running=3, waiting=1, usage=0.25, preemptions=0)
     assert metrics["vllm.preemptions"].kind == "sum"
     assert metrics["vllm.kv_cache.usage"].metric.unit == "1"
     assert metrics["vllm.requests.running"].metric.unit == "{request}"
@@ -211,18 +216,7 @@ def test_engine_gauges_take_only_what_vllm_reported(instrument, http_receiver):
     record(scheduler_stats=Raising(), iteration_stats=Raising(), engine_idx=0)
     record(scheduler_stats=None, iteration_stats=None, engine_idx=0)  # nothing to record
     assert len(engine.logger_manager.recorded) == 5  # vLLM's own loggers got every step
-    metrics = exported(http_receiver).metrics
-    expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
-    for name, value in (
-        ("vllm.requests.running", 4),
-        ("vllm.requests.waiting", 2),
-        ("vllm.kv_cache.usage", 0.5),
-        ("vllm.preemptions", 6),
-    ):
-        metric = metrics[name]
-        assert metric.point_attributes() == [expected], name
-        (point,) = metric.points
-        assert (point.as_int if isinstance(value, int) else point.as_double) == value, name
+    assert_engine_gauges(exported(http_receiver).metrics, running=4, waiting=2, usage=0.5, preemptions=6)
 
 
 def report_into(reports: list, manager: Any, *values: Any) -> None:
