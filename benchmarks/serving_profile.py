@@ -115,12 +115,11 @@ def _profiled_load(spy: str, pid: int, client: list[str], env) -> dict:
 
 def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, concurrency: int, tokens: int):
     """``LOADS`` profiled loads of requests / LOADS each, then one unprofiled load of ``requests``."""
-    loads = LOADS
     client = [str(python), str(Path(__file__).with_name("bench_vllm_serving.py")), "--load", base_url]
     sizes = ["--concurrency", str(concurrency), "--tokens", str(tokens)]
     run_worker([*client, "--requests", str(max(concurrency, requests // 8)), *sizes], env)  # warm-up
     profiles = [
-        _profiled_load(spy, pid, [*client, "--requests", str(requests // loads), *sizes], env) for _ in range(loads)
+        _profiled_load(spy, pid, [*client, "--requests", str(requests // LOADS), *sizes], env) for _ in range(LOADS)
     ]
     # CPU times from a second load without py-spy: every sample stops the process, and each of its
     # threads then spends CPU on the stop (about 0.2 s per thread over such a load here, idle ones too).
@@ -189,7 +188,7 @@ def profile_table(result: dict, concurrency: int, tokens: int) -> list[str]:
 
 
 def measure_profile(python, env, model, endpoint, requests: int, concurrency: int, tokens: int) -> dict:
-    """Profiles one instrumented server (the same launcher as the alternation's) under one load."""
+    """Profiles one instrumented server (the same launcher as the alternation's): see ``profile_load``."""
     from bench_vllm_serving import TOGGLED_SERVER, running_server
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))

@@ -18,8 +18,8 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
     per generated token, one server per configuration; then loads with and without the
     instrumentation alternating within servers, with the throughput ratio of each cycle and a
     confidence interval of their median (bench_vllm_serving.py, serve_toggled.py); and an in-situ
-   profile of an instrumented server: the instrumentation's share of the API server's time
-   (serving_profile.py, py-spy).
+    profile of an instrumented server: the instrumentation's share of the API server's time
+    (serving_profile.py, py-spy).
  4. Export: spans/s sustained to loopback OTLP/HTTP and gRPC sinks without drops; peak RSS growth
     for 1M requests (bench_core.py).
 Every configuration runs in its own process (but for the alternations of sections 1, 2 and 3);
