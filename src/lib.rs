@@ -15,6 +15,7 @@ pub mod exporters;
 pub mod fork;
 pub mod hdr;
 pub mod ids;
+pub mod interned;
 pub mod known_attributes;
 pub mod metrics;
 pub mod offline_calls;

@@ -16,11 +16,10 @@ use std::sync::Arc;
 use opentelemetry::trace::SpanKind;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 use crate::pending_requests::Parameters;
 use crate::records::{self, BatchHeader, Name, OperationRecord, ParentContext};
-use crate::{ids, spans, state};
+use crate::{ids, interned, spans, state};
 
 /// Reserves the context of a span named `name` (see `spans::span_name`) recorded later: (trace_id,
 /// span_id, trace_flags), sampled by the pipeline's sampler; ids that are never sampled when
@@ -59,40 +58,6 @@ fn span_name(operation_name: &Name, model: Option<&Name>) -> Name {
     let name = Name::from(spans::span_name(operation_name, model.map(|m| &**m)));
     *last = Some((operation_name.clone(), model.cloned(), name.clone()));
     name
-}
-
-/// Names by the Python string they were read from. Every LLM call passes the same few string
-/// objects (the operation names, the provider, the engine's model name), so a call's names are
-/// reference counts, not allocations. Only exact `str` objects (immutable) are kept, and they are
-/// held, so none can be freed and its address taken by another string.
-static KNOWN_NAMES: Mutex<Vec<(Py<PyAny>, Name)>> = Mutex::new(Vec::new());
-/// Enough for every operation name, the provider and a few models; the oldest goes first.
-const MAX_KNOWN_NAMES: usize = 16;
-
-fn known_name(obj: &Bound<'_, PyAny>) -> PyResult<Option<Name>> {
-    if obj.is_none() {
-        return Ok(None);
-    }
-    if let Some((_, name)) = KNOWN_NAMES
-        .lock()
-        .iter()
-        .find(|(known, _)| known.as_ptr() == obj.as_ptr())
-    {
-        return Ok(Some(name.clone()));
-    }
-    // Lossy like every other string the core reads: a lone surrogate must not raise.
-    let Some(name) = records::opt_string(obj)?.map(Name::from) else {
-        return Ok(None);
-    };
-    if obj.is_exact_instance_of::<PyString>() {
-        let mut known = KNOWN_NAMES.lock();
-        let evicted = (known.len() >= MAX_KNOWN_NAMES).then(|| known.remove(0));
-        known.push((obj.clone().unbind(), name.clone()));
-        drop(known);
-        // Dropped after the lock is released, as every Python object here.
-        drop(evicted);
-    }
-    Ok(Some(name))
 }
 
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
@@ -259,7 +224,7 @@ impl Operation {
 
 impl Operation {
     /// A call that starts now (`start_ns`): its span context is reserved and sampled, the header
-    /// of its request spans built. The names are the shim's strings (see `known_name`), `parent`
+    /// of its request spans built. The names are the shim's strings (see `interned::name`), `parent`
     /// the caller's span context in the core's form (or None).
     pub fn start(
         name: &Bound<'_, PyAny>,
@@ -270,9 +235,9 @@ impl Operation {
         core_reads: bool,
         start_ns: u64,
     ) -> PyResult<Self> {
-        let operation_name = known_name(name)?.unwrap_or_else(|| Name::from(""));
-        let provider_name = known_name(provider_name)?.unwrap_or_else(|| Name::from(""));
-        let request_model = known_name(model)?;
+        let operation_name = interned::name(name)?.unwrap_or_else(|| Name::from(""));
+        let provider_name = interned::name(provider_name)?.unwrap_or_else(|| Name::from(""));
+        let request_model = interned::name(model)?;
         let parent_context = records::parent(parent)?;
         let (trace_id, span_id, trace_flags) = reserve_span_context(
             parent_context.as_ref(),

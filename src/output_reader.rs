@@ -27,6 +27,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
+use crate::interned;
 use crate::pending_requests::PendingRequests;
 use crate::records::{BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
 use crate::state;
@@ -88,35 +89,12 @@ impl Conversions {
         if let Some((_, value)) = self.reasons.iter().find(|(kept, _)| kept.is(reason)) {
             return value.clone();
         }
-        let value = interned(&reason.to_string_lossy());
+        let value = interned::string_value(&reason.to_string_lossy());
         if self.reasons.len() < MAX_KEPT_REASONS {
             self.reasons.push((reason.clone().unbind(), value.clone()));
         }
         value
     }
-}
-
-/// At most this many distinct finish reasons are interned for the life of the process.
-const MAX_INTERNED_REASONS: usize = 64;
-
-/// A finish reason as a static string (leaked once; vLLM has five): a static string's copy touches
-/// no shared counter, where a reference-counted one would be incremented here, on the caller's
-/// thread, and decremented on the recorder's, the two cores passing its cache line back and forth.
-/// Past the limit, reference-counted.
-fn interned(text: &str) -> StringValue {
-    static INTERNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let Ok(mut interned) = INTERNED.lock() else {
-        return StringValue::from(Arc::<str>::from(text));
-    };
-    if let Some(kept) = interned.iter().find(|kept| **kept == text) {
-        return StringValue::from(*kept);
-    }
-    if interned.len() >= MAX_INTERNED_REASONS {
-        return StringValue::from(Arc::<str>::from(text));
-    }
-    let kept: &'static str = Box::leak(text.into());
-    interned.push(kept);
-    StringValue::from(kept)
 }
 
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
@@ -476,20 +454,5 @@ impl OutputReader {
             }
         }
         Ok((tokens, Some(reasons)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finish_reasons_are_interned_once_then_copied() {
-        let first = interned("a reason only this test uses");
-        let again = interned("a reason only this test uses");
-        assert_eq!(first.as_str(), "a reason only this test uses");
-        // The same leaked string: a copy, no allocation and no reference count.
-        assert!(std::ptr::eq(first.as_str(), again.as_str()));
-        assert!(!std::ptr::eq(first.as_str(), interned("another").as_str()));
     }
 }

@@ -14,6 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
+use crate::interned;
+
 /// The span context of a parent, as the Python API exposes it (`SpanContext` ints).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ParentContext {
@@ -141,8 +143,10 @@ pub fn opt_string(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     Ok(Some(obj.cast::<PyString>()?.to_string_lossy().into_owned()))
 }
 
-fn string(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(obj.cast::<PyString>()?.to_string_lossy().into_owned())
+/// A name that must be a str (an operation's, a provider's); see `interned::name`.
+fn required_name(obj: &Bound<'_, PyAny>) -> PyResult<Name> {
+    obj.cast::<PyString>()?;
+    Ok(interned::name(obj)?.unwrap_or_else(|| Name::from("")))
 }
 
 /// A count: absent when None, negative or an int beyond i64.
@@ -262,18 +266,24 @@ fn value(obj: &Bound<'_, PyAny>) -> Option<Value> {
 }
 
 /// `{key: value}` with str, bool, int, float or homogeneous sequences of them; other values are skipped.
+/// Keys are the shim's few names, kept static (see `interned.rs`): a request's attributes then
+/// allocate nothing but their list (and any string values).
 pub fn attributes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<KeyValue>> {
     if is_none(obj) {
         return Ok(Vec::new());
     }
     let dict = obj.cast::<PyDict>()?;
-    let mut out = Vec::with_capacity(dict.len());
-    for (k, v) in dict.iter() {
-        if v.is_none() {
-            continue;
-        }
-        if let (Ok(key), Some(val)) = (k.cast::<PyString>(), value(&v)) {
-            out.push(KeyValue::new(Arc::<str>::from(key.to_string_lossy()), val));
+    let items: SmallVec<[(Bound<'_, PyString>, Bound<'_, PyAny>); 16]> = dict
+        .iter()
+        .filter(|(_, v)| !v.is_none())
+        .filter_map(|(k, v)| Some((k.cast_into::<PyString>().ok()?, v)))
+        .collect();
+    // All keys under one lock first; converting values can run Python code (a sequence's iterator).
+    let keys = interned::attribute_keys(items.iter().map(|(k, _)| k));
+    let mut out = Vec::with_capacity(items.len());
+    for ((_, v), key) in items.iter().zip(keys) {
+        if let Some(val) = value(v) {
+            out.push(KeyValue::new(key, val));
         }
     }
     Ok(out)
@@ -287,7 +297,7 @@ fn finish_reasons(obj: &Bound<'_, PyAny>) -> PyResult<Option<FinishReasons>> {
     for item in obj.try_iter()? {
         let item = item?;
         if let Ok(s) = item.cast::<PyString>() {
-            out.push(StringValue::from(s.to_string_lossy().into_owned()));
+            out.push(interned::string_value(&s.to_string_lossy()));
         }
     }
     Ok(Some(out))
@@ -312,10 +322,10 @@ pub fn batch_header(obj: &Bound<'_, PyAny>) -> PyResult<BatchHeader> {
     let t = expect_tuple(obj, BATCH_HEADER_LEN, "batch header")?;
     let f = |i| t.get_borrowed_item(i).map(|b| b.to_owned());
     Ok(BatchHeader {
-        operation_name: string(&f(0)?)?.into(),
-        provider_name: string(&f(1)?)?.into(),
-        request_model: opt_string(&f(2)?)?.map(Name::from),
-        response_model: opt_string(&f(3)?)?.map(Name::from),
+        operation_name: required_name(&f(0)?)?,
+        provider_name: required_name(&f(1)?)?,
+        request_model: interned::name(&f(2)?)?,
+        response_model: interned::name(&f(3)?)?,
         parent: parent(&f(4)?)?,
         span_kind: span_kind(f(5)?.extract()?),
         attributes: attributes(&f(6)?)?.into(),
@@ -383,10 +393,10 @@ pub fn operation_record(obj: &Bound<'_, PyAny>) -> PyResult<OperationRecord> {
         span_id: ids.get_borrowed_item(1)?.extract()?,
         trace_flags: ids.get_borrowed_item(2)?.extract()?,
         parent: parent(&f(1)?)?,
-        operation_name: string(&f(2)?)?.into(),
-        provider_name: string(&f(3)?)?.into(),
-        request_model: opt_string(&f(4)?)?.map(Name::from),
-        response_model: opt_string(&f(5)?)?.map(Name::from),
+        operation_name: required_name(&f(2)?)?,
+        provider_name: required_name(&f(3)?)?,
+        request_model: interned::name(&f(4)?)?,
+        response_model: interned::name(&f(5)?)?,
         span_kind: span_kind(f(6)?.extract()?),
         start_unix_nanos: nanos(&f(7)?)?,
         end_unix_nanos: nanos(&f(8)?)?,

@@ -156,6 +156,35 @@ def test_unsupported_attribute_values_are_skipped(pipeline, http_receiver):
     assert user_keys == {"kept"}
 
 
+def test_keys_and_finish_reasons_past_what_the_core_keeps_are_exported_as_given(pipeline, http_receiver):
+    # The core keeps attribute keys and finish reasons as static strings, a bounded number of them
+    # (src/interned.rs); past the bounds, and for keys that are new string objects each time or str
+    # subclasses, each one must still be exported as given.
+    class Key(str):
+        pass
+
+    assert pipeline(http_receiver)
+    records = [
+        request_record(
+            response_id=f"r{i}",
+            finish_reasons=[f"reason-{i}"],
+            attributes={f"user.key.{i}": i, Key("user.subclass"): f"v{i}", "user.same": i},
+        )
+        for i in range(400)
+    ]
+    assert _core.record_requests(batch_header(attributes={f"batch.key.{n}": n for n in range(3)}), records) == 400
+    spans = {span.attributes["gen_ai.response.id"]: span for span in flushed_spans(http_receiver)}
+    assert len(spans) == 400
+    for i in range(400):
+        attributes = spans[f"r{i}"].attributes
+        assert attributes[f"user.key.{i}"] == i
+        assert attributes["user.subclass"] == f"v{i}"
+        assert attributes["user.same"] == i
+        assert attributes["gen_ai.response.finish_reasons"] == (f"reason-{i}",)
+        assert [attributes[f"batch.key.{n}"] for n in range(3)] == [0, 1, 2]
+        assert not [k for k in attributes if k.startswith("user.key.") and k != f"user.key.{i}"]
+
+
 def test_heterogeneous_arrays_keep_the_type_of_their_first_element(pipeline, http_receiver):
     assert pipeline(http_receiver)
     attributes = {"mixed": [1, "two", 3], "empty": [], "tuple": ("a", "b")}
