@@ -11,6 +11,7 @@ import inspect
 import pytest
 from opentelemetry.instrumentation.vllm._forwarding import (
     forwarding_function,
+    pending_reporting_function,
     result_reporting_function,
     surrounding_function,
 )
@@ -207,3 +208,30 @@ def test_a_result_reporting_function_reports_only_what_is_true_and_returns_it():
         function(engine, results="fail")
     assert reports == [(engine, outputs)]
     assert str(inspect.signature(function)) == str(inspect.signature(Engine.step))
+
+
+def test_a_pending_reporting_function_reports_after_calls_that_left_something_pending():
+    class Processor:
+        def process(self, outputs, timestamp=None):
+            if outputs == "fail":
+                pending.append("half done")
+                raise ValueError(outputs)
+            pending.extend(outputs)
+            return len(outputs)
+
+    pending: list = []
+    reports = []
+
+    def report():
+        reports.append(list(pending))
+        pending.clear()
+
+    function = pending_reporting_function(Processor.process, pending, report)
+    processor = Processor()
+    assert function(processor, ["a"]) == 1
+    assert function(processor, [], timestamp=2.0) == 0  # nothing pending: no report
+    with pytest.raises(ValueError, match="fail"):
+        function(processor, "fail")  # raised: not reported, left for the next call
+    assert function(processor, outputs=["b"]) == 1
+    assert reports == [["a"], ["half done", "b"]]
+    assert str(inspect.signature(function)) == str(inspect.signature(Processor.process))

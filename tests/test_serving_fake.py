@@ -244,6 +244,43 @@ def test_the_stat_logger_record_replacement_reports_each_step_as_called():
         assert reports == [("s", "i", 2), ("s", None, 1), ("s", "i", 0 if generated else None)]
 
 
+def test_the_process_outputs_replacement_records_only_steps_that_finished_requests():
+    # White box: the bound method of a plain function is replaced by a generated function (no
+    # argument packing); anything else by a generic wrapper. Both return what vLLM's returned and
+    # record once after each call during which requests finished, never for the others.
+    class Requests:
+        def __init__(self) -> None:
+            self.finished: list = []
+            self.recorded: list = []
+
+        def report_finished(self) -> None:
+            self.recorded.append(list(self.finished))
+            self.finished.clear()
+
+    class Processor:
+        def __init__(self, requests: Requests) -> None:
+            self.requests = requests
+
+        def process_outputs(self, engine_core_outputs, engine_core_timestamp=None, iteration_stats=None):
+            self.requests.finished.extend(engine_core_outputs)
+            return ("processed", len(engine_core_outputs), engine_core_timestamp, iteration_stats)
+
+    for generated in (True, False):
+        requests = Requests()
+        processor = Processor(requests)
+
+        def generic(*args: Any, _processor: Processor = processor, **kwargs: Any) -> Any:
+            return _processor.process_outputs(*args, **kwargs)
+
+        replacement = _serving.finished_recording(processor.process_outputs if generated else generic, requests)
+        code = getattr(replacement, "__func__", replacement).__code__
+        assert code.co_filename.startswith("<opentelemetry-instrumentation-vllm forwarding") is generated
+        assert replacement(["a", "b"], 1.5) == ("processed", 2, 1.5, None)
+        assert replacement([], iteration_stats="stats") == ("processed", 0, None, "stats")
+        assert replacement(engine_core_outputs=["c"]) == ("processed", 1, None, None)
+        assert requests.recorded == [["a", "b"], ["c"]]
+
+
 def test_engine_gauges_reach_a_bridged_meter_provider(instrument, meter_provider, metric_reader):
     instrument(meter_provider=meter_provider)
     from vllm.v1.engine.async_llm import AsyncLLM

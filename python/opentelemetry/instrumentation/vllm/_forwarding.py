@@ -61,6 +61,26 @@ def result_reporting_function(original: Any, report: Callable) -> Callable | Non
     )
 
 
+def pending_reporting_function(original: Any, pending: Any, report: Callable) -> Callable | None:
+    """A function with ``original``'s parameters (see ``forwarding_function``) that calls ``original``
+    and, when that returned and ``pending`` (a container the caller fills, such as the requests that
+    finished during the call) is not empty, ``report()``; then returns what ``original`` returned.
+    Nothing else is read per call: the output processor's ``process_outputs`` runs once per engine
+    step, and most steps finish nothing.
+
+    None where ``forwarding_function`` is None. ``report`` must not raise."""
+    signature = _Signature.of(original)
+    if signature is None:
+        return None
+    signature.namespace.update({f"{_PREFIX}pending": pending, f"{_PREFIX}report": report})
+    return signature.define(
+        f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+        f"    if {_PREFIX}pending:\n"
+        f"        {_PREFIX}report()\n"
+        f"    return {_PREFIX}result\n"
+    )
+
+
 def surrounding_function(original: Any, begin: Callable, end: Callable, begun_with: Sequence[str]) -> Callable | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that first calls
     ``begin(<self>, <the arguments named in begun_with>)``. If that returned None, it only calls

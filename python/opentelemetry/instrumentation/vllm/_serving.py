@@ -27,7 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
-from opentelemetry.instrumentation.vllm._forwarding import forwarding_function
+from opentelemetry.instrumentation.vllm._forwarding import forwarding_function, pending_reporting_function
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
@@ -137,9 +137,18 @@ class EngineRequests:
 
     def record_finished(self) -> None:
         """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
-        finished, self.finished = self.finished, []
+        # The same list object stays: the generated process_outputs replacement holds it.
+        finished = self.finished.copy()
+        self.finished.clear()
         end_ns = _vllm.now_ns()
         self._send([self._record(p, state, reason, end_wall, end_ns) for p, state, reason, end_wall in finished])
+
+    def report_finished(self) -> None:
+        """``record_finished`` for the process_outputs replacement: logs instead of raising."""
+        try:
+            self.record_finished()
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not record finished requests", exc_info=True)
 
     def record_aborted(self, states_before: dict) -> None:
         """After abort_requests: our requests whose state vLLM dropped without finishing them,
@@ -209,6 +218,28 @@ class EngineRequests:
         for (kind, operation), group in groups.items():
             header = (operation, _vllm.PROVIDER_NAME, self.model, self.model, None, kind, None)
             _core.record_requests(header, group)
+
+
+def finished_recording(process_outputs: Any, requests: EngineRequests) -> Any:
+    """The replacement of an output processor's bound ``process_outputs`` that records the requests
+    that finished during the call (``requests.finished``, filled by the ``_update_stats_from_finished``
+    replacement), once per engine step. Where it is a plain method, a function generated with its own
+    parameters and bound to the processor (see _forwarding.py): per step in a running server, the
+    generic wrapper's packing of the arguments cost more than the check."""
+    function = getattr(process_outputs, "__func__", None)
+    processor = getattr(process_outputs, "__self__", None)
+    if isinstance(process_outputs, types.MethodType) and processor is not None:
+        forwarding = pending_reporting_function(function, requests.finished, requests.report_finished)
+        if forwarding is not None:
+            return types.MethodType(forwarding, processor)
+
+    def process_outputs_wrapper(*args, **kwargs):
+        result = process_outputs(*args, **kwargs)
+        if requests.finished:
+            requests.report_finished()
+        return result
+
+    return process_outputs_wrapper
 
 
 def engine_state_recording(record: Any, report: Any) -> Any:
@@ -347,15 +378,6 @@ class ServingInstrumentation:
                 _logger.debug("could not read a finished request", exc_info=True)
             return update_stats_from_finished(req_state, finish_reason, *args, **kwargs)
 
-        def process_outputs_wrapper(*args, **kwargs):
-            result = process_outputs(*args, **kwargs)
-            if requests.finished:
-                try:
-                    requests.record_finished()
-                except Exception:  # noqa: BLE001
-                    _logger.debug("could not record finished requests", exc_info=True)
-            return result
-
         def abort_requests_wrapper(*args, **kwargs):
             # Aborts are rare (client disconnects): a copy of the states keeps what the aborted had.
             states_before = processor.request_states.copy() if requests.pending else None
@@ -368,7 +390,7 @@ class ServingInstrumentation:
             return result
 
         processor.add_request = add_request_wrapper
-        processor.process_outputs = process_outputs_wrapper
+        processor.process_outputs = finished_recording(process_outputs, requests)
         processor._update_stats_from_finished = update_stats_from_finished_wrapper
         processor.abort_requests = abort_requests_wrapper
         self._instances[processor] = PROCESSOR_METHODS
