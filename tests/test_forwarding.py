@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.instrumentation.vllm._forwarding import (
     forwarding_function,
     pending_reporting_function,
+    preceding_function,
     result_reporting_function,
     surrounding_function,
 )
@@ -235,3 +236,22 @@ def test_a_pending_reporting_function_reports_after_calls_that_left_something_pe
     assert function(processor, outputs=["b"]) == 1
     assert reports == [["a"], ["half done", "b"]]
     assert str(inspect.signature(function)) == str(inspect.signature(Processor.process))
+
+
+def test_a_preceding_function_reports_before_the_original_runs():
+    events = []
+
+    class Processor:
+        def add_request(self, request, prompt, parent_req=None, *, queue=None):
+            events.append(("vllm", request))
+            if request == "fail":
+                raise ValueError(request)
+            return (request, prompt, parent_req, queue)
+
+    function = preceding_function(Processor.add_request, lambda *values: events.append(values), ("request", "prompt"))
+    processor = Processor()
+    assert function(processor, "r1", "p", queue="q") == ("r1", "p", None, "q")
+    with pytest.raises(ValueError, match="fail"):
+        function(processor, prompt=None, request="fail")
+    assert events == [(processor, "r1", "p"), ("vllm", "r1"), (processor, "fail", None), ("vllm", "fail")]
+    assert str(inspect.signature(function)) == str(inspect.signature(Processor.add_request))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from helpers import clean_environment, run_python
-from opentelemetry.instrumentation.vllm import _serving
+from opentelemetry.instrumentation.vllm import _serving, _vllm
 from test_offline_fake import exported
 
 OTLP_SPAN_KIND_INTERNAL = 1
@@ -281,6 +281,61 @@ def test_the_process_outputs_replacement_records_only_steps_that_finished_reques
         assert requests.recorded == [["a", "b"], ["c"]]
 
 
+def test_the_per_request_replacements_report_each_call_as_given():
+    # White box, as above: the output processor's add_request is replaced by a function that
+    # registers the request before vLLM takes it, _update_stats_from_finished by one that reports
+    # the finished request after vLLM's own update; generated and generic replacements report the same.
+    class Processor:
+        def __init__(self) -> None:
+            self.taken: list = []
+
+        def add_request(self, request, prompt, parent_req=None, request_index=0, queue=None):
+            self.taken.append(request)
+            return ("added", request, prompt, parent_req, request_index, queue)
+
+        def _update_stats_from_finished(self, req_state, finish_reason, iteration_stats):
+            return ("updated", req_state, finish_reason, iteration_stats)
+
+    class Requests:
+        def __init__(self, processor: Processor) -> None:
+            self.processor = processor
+            self.calls: list = []
+
+        def added(self, owner, request, prompt):
+            self.calls.append(("added", request, prompt, list(self.processor.taken)))
+
+        def finished_now(self, owner, req_state, finish_reason, iteration_stats):
+            self.calls.append(("finished", req_state, finish_reason, iteration_stats))
+
+    for generated in (True, False):
+        processor = Processor()
+
+        def add_request(*args: Any, _processor: Processor = processor, **kwargs: Any) -> Any:
+            return _processor.add_request(*args, **kwargs)
+
+        def update(*args: Any, _processor: Processor = processor, **kwargs: Any) -> Any:
+            return _processor._update_stats_from_finished(*args, **kwargs)
+
+        requests: Any = Requests(processor)
+        adding = _serving.request_registration(processor.add_request if generated else add_request, requests)
+        finishing = _serving.finish_registration(
+            processor._update_stats_from_finished if generated else update, requests
+        )
+        for replacement in (adding, finishing):
+            code = getattr(replacement, "__func__", replacement).__code__
+            assert code.co_filename.startswith("<opentelemetry-instrumentation-vllm forwarding") is generated
+        assert adding("r1", "p", None, 2) == ("added", "r1", "p", None, 2, None)
+        assert adding(request="r2", prompt=None, queue="q") == ("added", "r2", None, None, 0, "q")
+        assert finishing("s1", "stop", "it") == ("updated", "s1", "stop", "it")
+        assert finishing("s2", "length", iteration_stats=None) == ("updated", "s2", "length", None)
+        assert requests.calls == [
+            ("added", "r1", "p", []),
+            ("added", "r2", None, ["r1"]),
+            ("finished", "s1", "stop", "it"),
+            ("finished", "s2", "length", None),
+        ]
+
+
 def test_engine_gauges_reach_a_bridged_meter_provider(instrument, meter_provider, metric_reader):
     instrument(meter_provider=meter_provider)
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -308,13 +363,16 @@ def test_errors_inside_the_instrumentation_never_reach_vllm(instrument, http_rec
         raise RuntimeError("instrumentation bug")
 
     engine = AsyncLLM()
-    monkeypatch.setattr(_serving.EngineRequests, "added", broken)
-    request = add(engine, "cmpl-1-0")  # vLLM registered it all the same
-    assert request.request_id in engine.output_processor.request_states
-    monkeypatch.setattr(_serving.EngineRequests, "finished_now", broken)
+    # The per-request hooks run inside vLLM's own calls: a bug in what they call stays in them.
+    monkeypatch.setattr(_vllm, "serving_operation", broken)
+    unregistered = add(engine, "cmpl-1-0")  # vLLM registered it all the same
+    assert unregistered.request_id in engine.output_processor.request_states
+    monkeypatch.undo()
+    request = add(engine, "cmpl-1-1")  # registered: finishing it reads its finish reason
+    monkeypatch.setattr(_vllm, "finish_reason_name", broken)
     monkeypatch.setattr(_serving.EngineRequests, "record_aborted", broken)
-    engine.finish_step([(request, 1, FinishReason.STOP)])
-    assert request.request_id not in engine.output_processor.request_states
+    engine.finish_step([(unregistered, 1, FinishReason.STOP), (request, 1, FinishReason.STOP)])
+    assert engine.output_processor.request_states == {}
     # Stats whose attributes raise: the engine gauges read them in the core, which absorbs it.
     engine.logger_manager.record(scheduler_stats=Raising(), iteration_stats=Raising(), engine_idx=0)
     assert len(engine.logger_manager.recorded) == 2

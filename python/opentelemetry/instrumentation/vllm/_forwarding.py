@@ -32,14 +32,30 @@ def forwarding_function(original: Any, report: Callable, reported: Sequence[str]
     decorator may care which arguments were passed at all), ``*args``, ``**kwargs`` or
     positional-only parameters. ``report`` must not raise: nothing here catches for it.
     """
-    signature = _Signature.of(original)
-    if signature is None:
-        return None
-    signature.namespace[f"{_PREFIX}report"] = report
-    return signature.define(
-        f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
-        f"    {_PREFIX}report({signature.arguments(reported)})\n"
-        f"    return {_PREFIX}result\n"
+    return _generated(
+        original,
+        {"report": report},
+        lambda signature: (
+            f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+            f"    {_PREFIX}report({signature.arguments(reported)})\n"
+            f"    return {_PREFIX}result\n"
+        ),
+    )
+
+
+def preceding_function(original: Any, report: Callable, reported: Sequence[str]) -> Callable | None:
+    """A function with ``original``'s parameters (see ``forwarding_function``) that first calls
+    ``report(<self>, <the arguments named in reported>)``, then returns what ``original`` returns for
+    exactly the arguments it was given (the output processor's ``add_request``, where the request must
+    be registered, and its trace context set, before vLLM takes it).
+
+    None where ``forwarding_function`` is None. ``report`` must not raise."""
+    return _generated(
+        original,
+        {"report": report},
+        lambda signature: (
+            f"    {_PREFIX}report({signature.arguments(reported)})\n    return {_PREFIX}original({signature.passed})\n"
+        ),
     )
 
 
@@ -49,15 +65,15 @@ def result_reporting_function(original: Any, report: Callable) -> Callable | Non
     ``report(<self>, <what it returned>)``, then returns it.
 
     None where ``forwarding_function`` is None. ``report`` must not raise."""
-    signature = _Signature.of(original)
-    if signature is None:
-        return None
-    signature.namespace[f"{_PREFIX}report"] = report
-    return signature.define(
-        f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
-        f"    if {_PREFIX}result:\n"
-        f"        {_PREFIX}report({signature.self_name}, {_PREFIX}result)\n"
-        f"    return {_PREFIX}result\n"
+    return _generated(
+        original,
+        {"report": report},
+        lambda signature: (
+            f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+            f"    if {_PREFIX}result:\n"
+            f"        {_PREFIX}report({signature.self_name}, {_PREFIX}result)\n"
+            f"    return {_PREFIX}result\n"
+        ),
     )
 
 
@@ -69,15 +85,15 @@ def pending_reporting_function(original: Any, pending: Any, report: Callable) ->
     step, and most steps finish nothing.
 
     None where ``forwarding_function`` is None. ``report`` must not raise."""
-    signature = _Signature.of(original)
-    if signature is None:
-        return None
-    signature.namespace.update({f"{_PREFIX}pending": pending, f"{_PREFIX}report": report})
-    return signature.define(
-        f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
-        f"    if {_PREFIX}pending:\n"
-        f"        {_PREFIX}report()\n"
-        f"    return {_PREFIX}result\n"
+    return _generated(
+        original,
+        {"pending": pending, "report": report},
+        lambda signature: (
+            f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+            f"    if {_PREFIX}pending:\n"
+            f"        {_PREFIX}report()\n"
+            f"    return {_PREFIX}result\n"
+        ),
     )
 
 
@@ -89,23 +105,34 @@ def surrounding_function(original: Any, begin: Callable, end: Callable, begun_wi
     propagates unchanged), and returns what ``original`` returned.
 
     None where ``forwarding_function`` is None. ``begin`` and ``end`` must not raise."""
+
+    def body(signature: _Signature) -> str:
+        call = f"{_PREFIX}original({signature.passed})"
+        return (
+            f"    {_PREFIX}begun = {_PREFIX}begin({signature.arguments(begun_with)})\n"
+            f"    if {_PREFIX}begun is None:\n"
+            f"        return {call}\n"
+            f"    try:\n"
+            f"        {_PREFIX}result = {call}\n"
+            f"    except BaseException as {_PREFIX}error:\n"
+            f"        {_PREFIX}end({_PREFIX}begun, {_PREFIX}error)\n"
+            f"        raise\n"
+            f"    {_PREFIX}end({_PREFIX}begun, None)\n"
+            f"    return {_PREFIX}result\n"
+        )
+
+    return _generated(original, {"begin": begin, "end": end}, body)
+
+
+def _generated(original: Any, callbacks: dict[str, Any], body: Callable[[_Signature], str]) -> Callable | None:
+    """A function with ``original``'s parameters whose body is ``body(<its signature>)``, run with
+    ``callbacks`` in its namespace (each under the generated-name prefix); None where ``original``'s
+    parameters cannot be forwarded faithfully (see ``forwarding_function``)."""
     signature = _Signature.of(original)
     if signature is None:
         return None
-    signature.namespace.update({f"{_PREFIX}begin": begin, f"{_PREFIX}end": end})
-    call = f"{_PREFIX}original({signature.passed})"
-    return signature.define(
-        f"    {_PREFIX}begun = {_PREFIX}begin({signature.arguments(begun_with)})\n"
-        f"    if {_PREFIX}begun is None:\n"
-        f"        return {call}\n"
-        f"    try:\n"
-        f"        {_PREFIX}result = {call}\n"
-        f"    except BaseException as {_PREFIX}error:\n"
-        f"        {_PREFIX}end({_PREFIX}begun, {_PREFIX}error)\n"
-        f"        raise\n"
-        f"    {_PREFIX}end({_PREFIX}begun, None)\n"
-        f"    return {_PREFIX}result\n"
-    )
+    signature.namespace.update({f"{_PREFIX}{name}": callback for name, callback in callbacks.items()})
+    return signature.define(body(signature))
 
 
 class _Signature:

@@ -27,7 +27,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
-from opentelemetry.instrumentation.vllm._forwarding import forwarding_function, pending_reporting_function
+from opentelemetry.instrumentation.vllm._forwarding import (
+    forwarding_function,
+    pending_reporting_function,
+    preceding_function,
+)
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
@@ -100,40 +104,48 @@ class EngineRequests:
         # Requests finished during the current process_outputs call: (pending, req_state, reason, end_wall).
         self.finished: list[tuple] = []
 
-    def added(self, request: Any, prompt: Any) -> None:
-        external_id = _vllm.external_request_id(request)
-        operation = _vllm.serving_operation(external_id, request)
-        parent = incoming_parent(request)
-        # The process's entry span when nothing local encloses it.
-        kind = SPAN_KIND_SERVER if parent is None or parent[3] else SPAN_KIND_INTERNAL
-        trace_id = span_id = None  # the core assigns them when it records the span
-        if self.native_tracing:
-            # vLLM's llm_request span needs our span's context now, before ours is recorded.
-            trace_id, span_id, flags = _core.new_span_context(parent, operation, self.model, kind)
-            headers = {"traceparent": traceparent(trace_id, span_id, flags)}
-            incoming = getattr(request, "trace_headers", None) or {}
-            if "tracestate" in incoming:
-                headers["tracestate"] = incoming["tracestate"]
-            request.trace_headers = headers
-        start_ns = _vllm.engine_request_arrival_ns(request) or _vllm.now_ns()
-        self.pending[request.request_id] = ServingRequest(
-            external_id,
-            operation,
-            parent,
-            trace_id,
-            span_id,
-            kind,
-            start_ns,
-            _vllm.engine_request_attributes(request),
-        )
-        if self.content.capture:
-            self.prompts[request.request_id] = prompt
+    def added(self, owner: Any, request: Any, prompt: Any) -> None:
+        """The output processor (``owner``, not read) is about to take ``request``. Never raises."""
+        try:
+            external_id = _vllm.external_request_id(request)
+            operation = _vllm.serving_operation(external_id, request)
+            parent = incoming_parent(request)
+            # The process's entry span when nothing local encloses it.
+            kind = SPAN_KIND_SERVER if parent is None or parent[3] else SPAN_KIND_INTERNAL
+            trace_id = span_id = None  # the core assigns them when it records the span
+            if self.native_tracing:
+                # vLLM's llm_request span needs our span's context now, before ours is recorded.
+                trace_id, span_id, flags = _core.new_span_context(parent, operation, self.model, kind)
+                headers = {"traceparent": traceparent(trace_id, span_id, flags)}
+                incoming = getattr(request, "trace_headers", None) or {}
+                if "tracestate" in incoming:
+                    headers["tracestate"] = incoming["tracestate"]
+                request.trace_headers = headers
+            start_ns = _vllm.engine_request_arrival_ns(request) or _vllm.now_ns()
+            self.pending[request.request_id] = ServingRequest(
+                external_id,
+                operation,
+                parent,
+                trace_id,
+                span_id,
+                kind,
+                start_ns,
+                _vllm.engine_request_attributes(request),
+            )
+            if self.content.capture:
+                self.prompts[request.request_id] = prompt
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not register a request", exc_info=True)
 
-    def finished_now(self, req_state: Any, finish_reason: Any, iteration_stats: Any) -> None:
-        pending = self.pending.pop(req_state.request_id, None)
-        if pending is not None:
-            end_wall = _vllm.iteration_end_wall(iteration_stats)
-            self.finished.append((pending, req_state, _vllm.finish_reason_name(finish_reason), end_wall))
+    def finished_now(self, owner: Any, req_state: Any, finish_reason: Any, iteration_stats: Any) -> None:
+        """vLLM's output processor (``owner``, not read) finished ``req_state``. Never raises."""
+        try:
+            pending = self.pending.pop(req_state.request_id, None)
+            if pending is not None:
+                end_wall = _vllm.iteration_end_wall(iteration_stats)
+                self.finished.append((pending, req_state, _vllm.finish_reason_name(finish_reason), end_wall))
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not read a finished request", exc_info=True)
 
     def record_finished(self) -> None:
         """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
@@ -220,18 +232,25 @@ class EngineRequests:
             _core.record_requests(header, group)
 
 
+def bound_replacement(method: Any, generate: Any, generic: Any) -> Any:
+    """The replacement of ``method``, a bound method of vLLM's (set as an instance attribute): where it
+    is a plain function's, ``generate(function)`` (a function generated with its own parameters, see
+    _forwarding.py) bound to the same object; else, or where that cannot be generated, ``generic``.
+    In a running server, a generic ``*args, **kwargs`` wrapper's packing of the arguments costs more
+    per call than what the instrumentation then does."""
+    function = getattr(method, "__func__", None)
+    owner = getattr(method, "__self__", None)
+    if isinstance(method, types.MethodType) and owner is not None:
+        generated = generate(function)
+        if generated is not None:
+            return types.MethodType(generated, owner)
+    return generic
+
+
 def finished_recording(process_outputs: Any, requests: EngineRequests) -> Any:
     """The replacement of an output processor's bound ``process_outputs`` that records the requests
     that finished during the call (``requests.finished``, filled by the ``_update_stats_from_finished``
-    replacement), once per engine step. Where it is a plain method, a function generated with its own
-    parameters and bound to the processor (see _forwarding.py): per step in a running server, the
-    generic wrapper's packing of the arguments cost more than the check."""
-    function = getattr(process_outputs, "__func__", None)
-    processor = getattr(process_outputs, "__self__", None)
-    if isinstance(process_outputs, types.MethodType) and processor is not None:
-        forwarding = pending_reporting_function(function, requests.finished, requests.report_finished)
-        if forwarding is not None:
-            return types.MethodType(forwarding, processor)
+    replacement), once per engine step."""
 
     def process_outputs_wrapper(*args, **kwargs):
         result = process_outputs(*args, **kwargs)
@@ -239,21 +258,53 @@ def finished_recording(process_outputs: Any, requests: EngineRequests) -> Any:
             requests.report_finished()
         return result
 
-    return process_outputs_wrapper
+    return bound_replacement(
+        process_outputs,
+        lambda function: pending_reporting_function(function, requests.finished, requests.report_finished),
+        process_outputs_wrapper,
+    )
+
+
+def request_registration(add_request: Any, requests: EngineRequests) -> Any:
+    """The replacement of an output processor's bound ``add_request`` that registers each request
+    (``requests.added``) before vLLM takes it."""
+    processor = getattr(add_request, "__self__", None)
+
+    def add_request_wrapper(request, prompt, *args, **kwargs):
+        requests.added(processor, request, prompt)
+        return add_request(request, prompt, *args, **kwargs)
+
+    return bound_replacement(
+        add_request,
+        lambda function: preceding_function(function, requests.added, _vllm.PROCESSOR_ADD_REQUEST_ARGUMENTS),
+        add_request_wrapper,
+    )
+
+
+def finish_registration(update_stats_from_finished: Any, requests: EngineRequests) -> Any:
+    """The replacement of an output processor's bound ``_update_stats_from_finished`` (called once
+    per finished request) that also tells ``requests.finished_now``."""
+    processor = getattr(update_stats_from_finished, "__self__", None)
+    _, _, iteration_name = _vllm.FINISHED_STATS_ARGUMENTS
+
+    def update_stats_from_finished_wrapper(req_state, finish_reason, *args, **kwargs):
+        iteration_stats = args[0] if args else kwargs.get(iteration_name)
+        result = update_stats_from_finished(req_state, finish_reason, *args, **kwargs)
+        requests.finished_now(processor, req_state, finish_reason, iteration_stats)
+        return result
+
+    return bound_replacement(
+        update_stats_from_finished,
+        lambda function: forwarding_function(function, requests.finished_now, _vllm.FINISHED_STATS_ARGUMENTS),
+        update_stats_from_finished_wrapper,
+    )
 
 
 def engine_state_recording(record: Any, report: Any) -> Any:
     """The replacement of a StatLoggerManager's bound ``record`` that also calls
     ``report(manager, scheduler_stats, iteration_stats, engine_idx)`` (``EngineStateRecorder.record``,
-    which never raises) once per engine step. Where ``record`` is a plain method, a forwarding function
-    with its own parameters, bound to the manager (see _forwarding.py): in a running server the
-    generic wrapper's packing and three dict lookups per step cost several times the recording."""
-    function = getattr(record, "__func__", None)
+    which never raises) once per engine step."""
     manager = getattr(record, "__self__", None)
-    if isinstance(record, types.MethodType) and manager is not None:
-        forwarding = forwarding_function(function, report, _vllm.LOGGER_RECORD_ARGUMENTS)
-        if forwarding is not None:
-            return types.MethodType(forwarding, manager)
     scheduler_name, iteration_name, index_name = _vllm.LOGGER_RECORD_ARGUMENTS
 
     def record_wrapper(*args, **kwargs):
@@ -263,7 +314,11 @@ def engine_state_recording(record: Any, report: Any) -> Any:
         report(manager, scheduler_stats, iteration_stats, kwargs.get(index_name, args[3] if len(args) > 3 else None))
         return result
 
-    return record_wrapper
+    return bound_replacement(
+        record,
+        lambda function: forwarding_function(function, report, _vllm.LOGGER_RECORD_ARGUMENTS),
+        record_wrapper,
+    )
 
 
 class ServingInstrumentation:
@@ -364,20 +419,6 @@ class ServingInstrumentation:
         update_stats_from_finished = processor._update_stats_from_finished
         abort_requests = processor.abort_requests
 
-        def add_request_wrapper(request, prompt, *args, **kwargs):
-            try:
-                requests.added(request, prompt)
-            except Exception:  # noqa: BLE001
-                _logger.debug("could not register a request", exc_info=True)
-            return add_request(request, prompt, *args, **kwargs)
-
-        def update_stats_from_finished_wrapper(req_state, finish_reason, *args, **kwargs):
-            try:
-                requests.finished_now(req_state, finish_reason, args[0] if args else kwargs.get("iteration_stats"))
-            except Exception:  # noqa: BLE001
-                _logger.debug("could not read a finished request", exc_info=True)
-            return update_stats_from_finished(req_state, finish_reason, *args, **kwargs)
-
         def abort_requests_wrapper(*args, **kwargs):
             # Aborts are rare (client disconnects): a copy of the states keeps what the aborted had.
             states_before = processor.request_states.copy() if requests.pending else None
@@ -389,9 +430,9 @@ class ServingInstrumentation:
                     _logger.debug("could not record aborted requests", exc_info=True)
             return result
 
-        processor.add_request = add_request_wrapper
+        processor.add_request = request_registration(add_request, requests)
         processor.process_outputs = finished_recording(process_outputs, requests)
-        processor._update_stats_from_finished = update_stats_from_finished_wrapper
+        processor._update_stats_from_finished = finish_registration(update_stats_from_finished, requests)
         processor.abort_requests = abort_requests_wrapper
         self._instances[processor] = PROCESSOR_METHODS
 

@@ -537,6 +537,12 @@ def iteration_end_wall(iteration_stats: Any) -> float | None:
     return _positive(getattr(iteration_stats, "iteration_timestamp", None))
 
 
+# OutputProcessor.add_request(request, prompt, parent_req=None, request_index=0, queue=None) and
+# _update_stats_from_finished(req_state, finish_reason, iteration_stats) in 0.11.0-0.32: the
+# parameters the serving path reports (None where a version lacks one).
+PROCESSOR_ADD_REQUEST_ARGUMENTS = ("request", "prompt")
+FINISHED_STATS_ARGUMENTS = ("req_state", "finish_reason", "iteration_stats")
+
 # StatLoggerManager.record(scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0): the
 # parameters an engine step's gauges come from (None where a version lacks one).
 LOGGER_RECORD_ARGUMENTS = ("scheduler_stats", "iteration_stats", "engine_idx")
