@@ -12,6 +12,7 @@ pub mod current_operation;
 pub mod diagnostics;
 pub mod engine_state;
 pub mod exporters;
+pub mod finished_requests;
 pub mod fork;
 pub mod hdr;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod output_reader;
 pub mod pending_requests;
 pub mod pipeline;
 pub mod records;
+pub mod request_stats;
 pub mod semconv;
 pub mod spans;
 mod state;
@@ -286,6 +288,8 @@ mod _core {
     use crate::current_operation::{current_operation, set_current_operation};
     #[pymodule_export]
     use crate::engine_state::EngineStateRecorder;
+    #[pymodule_export]
+    use crate::finished_requests::FinishedRequestReader;
     #[pymodule_export]
     use crate::offline_calls::{OfflineCalls, OperationStart};
     #[pymodule_export]

@@ -23,32 +23,18 @@ use compact_str::CompactString;
 use opentelemetry::StringValue;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::interned;
 use crate::pending_requests::PendingRequests;
 use crate::records::{BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
+use crate::request_stats::{StatsFields, StatsReader};
 use crate::state;
 
-/// A positive finite float (the shim's clean-stats test); anything else is unclean.
-fn positive_float(value: Field<'_>) -> Read<f64> {
-    match value {
-        Field::Present(v) if v.is_exact_instance_of::<PyFloat>() => {
-            let x = v.cast_exact::<PyFloat>().map_err(|_| Unclean)?.value();
-            if x > 0.0 && x.is_finite() {
-                Ok(x)
-            } else {
-                Err(Unclean)
-            }
-        }
-        _ => Err(Unclean),
-    }
-}
-
 /// An exact int in 0..=i64::MAX, or absent; anything else (bools, negatives, huge ints) is unclean.
-fn optional_count(value: Field<'_>) -> Read<Option<i64>> {
+pub fn optional_count(value: Field<'_>) -> Read<Option<i64>> {
     match value {
         Field::Absent => Ok(None),
         Field::Present(v) if v.is_exact_instance_of::<PyInt>() => match v.extract::<i64>() {
@@ -68,10 +54,6 @@ fn optional_length(value: Field<'_>) -> Read<Option<i64>> {
             Err(_) => Err(Unclean),
         },
     }
-}
-
-fn difference(later: f64, earlier: f64) -> Option<f64> {
-    (later >= earlier).then_some(later - earlier)
 }
 
 /// What the reader keeps from one read to the next: the finish reasons seen, each with the Python
@@ -108,14 +90,8 @@ pub struct OutputReader {
     cached_tokens: Attribute,
     error: Attribute,
     stats: Attribute,
-    arrival_wall: Attribute,
-    time_to_first_token: Attribute,
-    generated_tokens: Attribute,
-    preemptions: Attribute,
-    /// (earlier, later) timestamp names of queue, prefill, decode and inference time, in that order.
-    durations: [(usize, usize); 4],
-    /// The distinct timestamp attributes the durations name, each read once per output.
-    timestamps: Vec<Attribute>,
+    /// What the stats object holds.
+    stats_reader: StatsReader,
     /// Only touched with the GIL held (every method takes `Python`): the lock is never contended.
     conversions: Mutex<Conversions>,
 }
@@ -152,16 +128,6 @@ impl OutputReader {
         inference: (String, String),
     ) -> Self {
         let name = |s: &str| Attribute::new(py, s);
-        let mut timestamp_names: Vec<String> = Vec::new();
-        let mut index = |n: String| match timestamp_names.iter().position(|t| *t == n) {
-            Some(i) => i,
-            None => {
-                timestamp_names.push(n);
-                timestamp_names.len() - 1
-            }
-        };
-        // At most 8 distinct names (4 pairs): the fixed array in timings() holds them all.
-        let durations = [queue, prefill, decode, inference].map(|(a, b)| (index(a), index(b)));
         OutputReader {
             finished: name(finished),
             request_id: name(request_id),
@@ -172,12 +138,16 @@ impl OutputReader {
             cached_tokens: name(cached_tokens),
             error: name(error),
             stats: name(stats),
-            arrival_wall: name(arrival_wall),
-            time_to_first_token: name(time_to_first_token),
-            generated_tokens: name(generated_tokens),
-            preemptions: name(preemptions),
-            durations,
-            timestamps: timestamp_names.iter().map(|n| name(n)).collect(),
+            stats_reader: StatsReader::new(
+                py,
+                StatsFields {
+                    arrival_wall,
+                    time_to_first_token,
+                    generated_tokens,
+                    preemptions,
+                    durations: [queue, prefill, decode, inference],
+                },
+            ),
             conversions: Mutex::new(Conversions::default()),
         }
     }
@@ -371,53 +341,11 @@ impl OutputReader {
 
     /// (start from the stats' wall-clock arrival, timings); all absent without stats.
     fn timings(&self, output: &Bound<'_, PyAny>, end_ns: u64) -> Read<(Option<u64>, Timings)> {
-        let stats = match self.stats.read(output)? {
-            Field::Absent => return Ok((None, Timings::default())),
-            Field::Present(stats) => stats,
-        };
-        // The shim's end_ns / 1e9: the same float (an int divided by a float converts it first).
-        let end_wall = end_ns as f64 / 1e9;
-        let read = |attribute: &Attribute| attribute.read(&stats);
-        let arrival = positive_float(read(&self.arrival_wall)?)?;
-        let mut values = [0.0f64; 8];
-        for (value, attribute) in values.iter_mut().zip(&self.timestamps) {
-            *value = positive_float(read(attribute)?)?;
+        match self.stats.read(output)? {
+            Field::Absent => Ok((None, Timings::default())),
+            // The shim's end_ns / 1e9: the same float (an int divided by a float converts it first).
+            Field::Present(stats) => self.stats_reader.timings(&stats, end_ns as f64 / 1e9),
         }
-        let [queue, prefill, decode, inference] =
-            self.durations.map(|(a, b)| (values[a], values[b]));
-        let (queued, scheduled) = queue;
-        let (prefill_start, prefill_end) = prefill;
-        let (decode_start, decode_end) = decode;
-        let (inference_start, inference_end) = inference;
-        let time_to_first_token = positive_float(read(&self.time_to_first_token)?)?;
-        let generated = optional_count(read(&self.generated_tokens)?)?.ok_or(Unclean)?;
-        // A request that was preempted gets an attribute more: the shim's path adds it.
-        if !matches!(optional_count(read(&self.preemptions)?)?, None | Some(0)) {
-            return Err(Unclean);
-        }
-        let decode = difference(decode_end, decode_start);
-        // Time per output token after the first (semconv): none without a second token.
-        let time_per_output_token = match decode {
-            Some(d) if generated > 1 => Some(d / (generated - 1) as f64),
-            _ => None,
-        };
-        // An arrival after the request finished is no start time (the shim's add_request time is);
-        // under 1 ns after the epoch is none either.
-        let start = (arrival <= end_wall)
-            .then_some((arrival * 1e9) as u64)
-            .filter(|ns| *ns > 0);
-        Ok((
-            start,
-            Timings {
-                time_to_first_token: Some(time_to_first_token),
-                time_per_output_token,
-                queue: difference(scheduled, queued),
-                prefill: difference(prefill_end, prefill_start),
-                decode,
-                inference: difference(inference_end, inference_start),
-                e2e: difference(end_wall, arrival),
-            },
-        ))
     }
 
     /// (output tokens, finish reasons) over the completions; both absent when there is no list of

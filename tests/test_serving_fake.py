@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from helpers import clean_environment, run_python
-from opentelemetry.instrumentation.vllm import _serving, _vllm
+from opentelemetry.instrumentation.vllm import _serving, _vllm, force_flush
 from test_offline_fake import exported
 
 OTLP_SPAN_KIND_INTERNAL = 1
@@ -67,6 +67,83 @@ def test_a_request_span_per_engine_request_under_the_incoming_context(instrument
     assert other.name == f"text_completion {MODEL}"
     assert other.parent_span_id == 0 and other.span.kind == OTLP_SPAN_KIND_SERVER  # no incoming context
     assert list(other.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+
+
+def test_the_core_records_finished_requests_as_the_shim_would(instrument, http_receiver, monkeypatch):
+    # Finished requests are read and recorded by the core (src/finished_requests.rs); those of
+    # another shape (here: a preempted one) come back to the shim's _record. The same notes through
+    # the shim's own path must give the same spans, field by field (span ids are random unless
+    # reserved for vLLM's tracing, as are the trace ids of root spans).
+    instrument()
+    from opentelemetry.instrumentation.vllm import _core
+    from opentelemetry.instrumentation.vllm._content import ContentPolicy
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason, PoolingParams
+
+    reader_class = _core.FinishedRequestReader
+    notes: list = []
+    read_by_core: list = []
+
+    class Noting:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.reader = reader_class(*args, **kwargs)
+
+        def record(self, finished: list, end_ns: int) -> Any:
+            notes.append((finished, end_ns))
+            left = self.reader.record(finished, end_ns)
+            read_by_core.extend(note[0].external_id for note in finished if note not in (left or []))
+            return left
+
+    monkeypatch.setattr(_core, "FinishedRequestReader", Noting)
+    engines = [AsyncLLM(), AsyncLLM(log_stats=False), AsyncLLM(otlp_traces_endpoint="http://127.0.0.1:1")]
+    for index, engine in enumerate(engines):
+        headers, _, _ = traceparent()
+        chat = add(engine, f"chatcmpl-{index}", headers)
+        completion = add(engine, f"cmpl-{index}-0")
+        embedding = add(engine, f"embd-{index}", params=PoolingParams())
+        aborted = add(engine, f"cmpl-{index}-1")
+        preempted = add(engine, f"cmpl-{index}-2")
+        states = engine.output_processor.request_states
+        if states[preempted.request_id].stats is not None:
+            states[preempted.request_id].stats.num_preemptions = 2
+        engine.finish_step(
+            [
+                (chat, 3, FinishReason.STOP),
+                (completion, 4, FinishReason.LENGTH),
+                (embedding, 0, FinishReason.STOP),
+                (aborted, 1, FinishReason.ABORT),
+                (preempted, 2, FinishReason.STOP),
+            ]
+        )
+    assert "cmpl-0-0" in read_by_core and "cmpl-0-2" not in read_by_core  # both paths were taken
+    assert force_flush(5.0)
+    by_core = {span.attributes["gen_ai.response.id"]: span for span in http_receiver.spans()}
+    assert len(by_core) == 15
+
+    policy = ContentPolicy(capture=False)
+    for engine, (finished, end_ns) in zip(engines, notes, strict=True):
+        shim = _serving.EngineRequests(engine.output_processor, MODEL, policy)
+        shim._send([shim._record(p, state, reason, wall, end_ns) for p, state, reason, wall in finished])
+    assert force_flush(5.0)
+    by_shim = {span.attributes["gen_ai.response.id"]: span for span in http_receiver.spans()[15:]}
+    assert by_shim.keys() == by_core.keys()
+    for response_id, core in by_core.items():
+        shim = by_shim[response_id]
+        assert core.attributes == shim.attributes, response_id
+        assert (core.name, core.span.kind, core.span.flags, core.span.status) == (
+            shim.name,
+            shim.span.kind,
+            shim.span.flags,
+            shim.span.status,
+        )
+        assert (core.span.start_time_unix_nano, core.span.end_time_unix_nano) == (
+            shim.span.start_time_unix_nano,
+            shim.span.end_time_unix_nano,
+        )
+        assert core.parent_span_id == shim.parent_span_id
+        if core.parent_span_id:
+            assert core.trace_id == shim.trace_id
+        if response_id in {"chatcmpl-2", "cmpl-2-0", "embd-2", "cmpl-2-1", "cmpl-2-2"}:  # ids reserved
+            assert (core.trace_id, core.span_id) == (shim.trace_id, shim.span_id)
 
 
 def test_a_pooling_request_is_an_embeddings_span(instrument, http_receiver):

@@ -130,6 +130,36 @@ class OutputReader:
     def record_of(self, output: Any, start_ns: int, end_ns: int) -> RequestRecord | None:
         """For tests: the record this reader would build, attributes None; None where it would leave the output."""
 
+class FinishedRequestReader:
+    """Serving: reads the requests an engine step finished (their request states, by the attribute
+    names given, ``_vllm.FINISHED_REQUEST_FIELDS``) and records them; see ``src/finished_requests.rs``."""
+
+    def __init__(
+        self,
+        provider: str,
+        model: str | None,
+        *,
+        stats: str,
+        prompt_tokens: str,
+        cached_tokens: str,
+        detokenizer: str,
+        output_token_count: str,
+        output_token_ids: str,
+        error_types: list[tuple[str, str]],
+        arrival_wall: str,
+        time_to_first_token: str,
+        generated_tokens: str,
+        preemptions: str,
+        queue: tuple[str, str],
+        prefill: tuple[str, str],
+        decode: tuple[str, str],
+        inference: tuple[str, str],
+    ) -> None: ...
+    def record(self, finished: list[tuple[Any, Any, str, float | None]], end_ns: int) -> list[Any] | None:
+        """Records the notes ``(added, request state, finish reason, iteration end or None)`` of one step
+        that ended at ``end_ns``; returns those of another shape than the usual, for the shim (None
+        where none is left). Records nothing with telemetry off."""
+
 class EngineStateRecorder:
     """Records the engine gauges of one engine's steps, reading vLLM's stats objects by the attribute
     names given (``_vllm.ENGINE_STATE_ATTRIBUTES``)."""

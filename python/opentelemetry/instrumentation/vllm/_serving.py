@@ -20,7 +20,7 @@ import contextvars
 import logging
 import types
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import wrapt
 from opentelemetry import propagate, trace
@@ -55,20 +55,18 @@ LOGGER_MANAGER_METHODS = ("record",)
 _engines_seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-class ServingRequest:
-    """What was known when an engine request was added, kept until it finishes."""
+class ServingRequest(NamedTuple):
+    """What was known when an engine request was added, kept until it finishes. A tuple: the core's
+    FinishedRequestReader reads it by position (src/finished_requests.rs)."""
 
-    __slots__ = ("external_id", "operation_name", "parent", "trace_id", "span_id", "kind", "start_ns", "attributes")
-
-    def __init__(self, external_id, operation_name, parent, trace_id, span_id, kind, start_ns, attributes) -> None:
-        self.external_id = external_id
-        self.operation_name = operation_name
-        self.parent = parent
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.kind = kind
-        self.start_ns = start_ns
-        self.attributes = attributes
+    external_id: str
+    operation_name: str
+    parent: tuple[int, int, int, bool] | None
+    trace_id: int | None
+    span_id: int | None
+    kind: int
+    start_ns: int
+    attributes: dict[str, Any]
 
 
 def incoming_parent(request: Any) -> tuple[int, int, int, bool] | None:
@@ -103,6 +101,13 @@ class EngineRequests:
         self.prompts: dict[str, Any] = {}
         # Requests finished during the current process_outputs call: (pending, req_state, reason, end_wall).
         self.finished: list[tuple] = []
+        # The core reads and records them, except with content capture (that needs Python); any it
+        # cannot read cleanly come back, for _record.
+        self.reader = (
+            None
+            if content.capture
+            else _core.FinishedRequestReader(_vllm.PROVIDER_NAME, model, **_vllm.FINISHED_REQUEST_FIELDS)
+        )
 
     def added(self, owner: Any, request: Any, prompt: Any) -> None:
         """The output processor (``owner``, not read) is about to take ``request``. Never raises."""
@@ -153,6 +158,10 @@ class EngineRequests:
         finished = self.finished.copy()
         self.finished.clear()
         end_ns = _vllm.now_ns()
+        if self.reader is not None:
+            finished = self.reader.record(finished, end_ns)
+            if not finished:
+                return
         self._send([self._record(p, state, reason, end_wall, end_ns) for p, state, reason, end_wall in finished])
 
     def report_finished(self) -> None:

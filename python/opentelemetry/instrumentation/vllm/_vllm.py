@@ -527,9 +527,33 @@ def finish_reason_name(finish_reason: Any) -> str:
     return str(finish_reason)  # FinishReason.__str__ gives the API's name ("stop", "length", ...)
 
 
+# error.type of a request that finished because vLLM aborted or failed it, by finish reason.
+FINISH_ERROR_TYPES = {"abort": "aborted", "error": "error"}
+
+
 def error_type_of_finish(reason: str) -> str | None:
     """error.type for a request that finished: vLLM aborted it or failed it."""
-    return {"abort": "aborted", "error": "error"}.get(reason)
+    return FINISH_ERROR_TYPES.get(reason)
+
+
+# What _core.FinishedRequestReader reads of a finished request's RequestState (serving): its stats
+# (RequestStateStats, the same fields as a RequestOutput's metrics offline), prompt and cached token
+# counts, and the tokens the client received (the detokenizer's num_output_tokens(), or the length of
+# its output_token_ids where it has no such method), as request_state_token_counts() reads them.
+FINISHED_REQUEST_FIELDS = {
+    "stats": "stats",
+    "prompt_tokens": "prompt_len",
+    "cached_tokens": "num_cached_tokens",
+    "detokenizer": "detokenizer",
+    "output_token_count": "num_output_tokens",
+    "output_token_ids": "output_token_ids",
+    "error_types": list(FINISH_ERROR_TYPES.items()),
+    **{
+        name: FINISHED_OUTPUT_FIELDS[name]
+        for name in ("arrival_wall", "time_to_first_token", "generated_tokens", "preemptions")
+        + ("queue", "prefill", "decode", "inference")
+    },
+}
 
 
 def iteration_end_wall(iteration_stats: Any) -> float | None:
