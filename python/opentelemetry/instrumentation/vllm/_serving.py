@@ -6,6 +6,9 @@
 - Python runs per request (added, finished or aborted) and once per engine step (one call into the
   core with every request that finished in it), never per token: the output processor's per-step
   loop is left alone, the streaming generator is not wrapped.
+- The core reads the finished requests' states itself (``_core.FinishedRequestReader``, by the names
+  in ``_vllm.FINISHED_REQUEST_FIELDS``); the shim records those of an unusual shape (``_record``),
+  and all of them with content capture, with the same rules.
 - When vLLM's own tracing is on, the engine request carries our span as its trace context, so vLLM's
   ``llm_request`` span nests under ours.
 - The engine gauges come from the stat loggers' per-step call (stats are on by default in serving).
