@@ -152,6 +152,28 @@ impl FinishedRequestReader {
         }
         Ok(leftovers)
     }
+
+    /// For tests: (span kind, operation name, the record in the shim's layout with attributes None)
+    /// of one note, or None where the note would be handed back to the shim.
+    fn record_of<'py>(
+        &self,
+        py: Python<'py>,
+        note: &Bound<'py, PyAny>,
+        end_ns: u64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Ok((kind, operation, record)) = self.read(note, end_ns) else {
+            return Ok(None);
+        };
+        let fields = PyTuple::new(py, records::shim_layout(py, &record, true)?)?;
+        Ok(Some(PyTuple::new(
+            py,
+            [
+                kind.into_pyobject(py)?.into_any(),
+                PyString::new(py, &operation).into_any(),
+                fields.into_any(),
+            ],
+        )?))
+    }
 }
 
 impl FinishedRequestReader {

@@ -29,7 +29,7 @@ use smallvec::SmallVec;
 use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::interned;
 use crate::pending_requests::PendingRequests;
-use crate::records::{BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
+use crate::records::{self, BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
 use crate::request_stats::{StatsFields, StatsReader};
 use crate::state;
 
@@ -177,33 +177,10 @@ impl OutputReader {
         ) else {
             return Ok(None);
         };
-        let t = &r.timings;
-        let reasons: Option<Vec<String>> = r
-            .finish_reasons
-            .map(|v| v.iter().map(|s| s.as_str().to_string()).collect());
-        let fields: Vec<Bound<'py, PyAny>> = vec![
-            r.response_id
-                .map(String::from)
-                .into_pyobject(py)?
-                .into_any(),
-            py.None().into_bound(py),
-            r.start_unix_nanos.into_pyobject(py)?.into_any(),
-            r.end_unix_nanos.into_pyobject(py)?.into_any(),
-            r.input_tokens.into_pyobject(py)?.into_any(),
-            r.output_tokens.into_pyobject(py)?.into_any(),
-            r.cached_input_tokens.into_pyobject(py)?.into_any(),
-            reasons.into_pyobject(py)?.into_any(),
-            r.error_type.into_pyobject(py)?.into_any(),
-            t.time_to_first_token.into_pyobject(py)?.into_any(),
-            t.time_per_output_token.into_pyobject(py)?.into_any(),
-            t.queue.into_pyobject(py)?.into_any(),
-            t.prefill.into_pyobject(py)?.into_any(),
-            t.decode.into_pyobject(py)?.into_any(),
-            t.inference.into_pyobject(py)?.into_any(),
-            t.e2e.into_pyobject(py)?.into_any(),
-            py.None().into_bound(py),
-        ];
-        Ok(Some(PyTuple::new(py, fields)?))
+        Ok(Some(PyTuple::new(
+            py,
+            records::shim_layout(py, &r, false)?,
+        )?))
     }
 }
 

@@ -405,3 +405,46 @@ pub fn operation_record(obj: &Bound<'_, PyAny>) -> PyResult<OperationRecord> {
         attributes: attributes(&f(11)?)?,
     })
 }
+
+/// For tests: a record in the shim's request-record layout (see `_core.pyi`), attributes None, so
+/// that a reader's record can be compared with the shim's tuple; with `with_parent`, the two
+/// serving fields too (its own parent, or None for a root span, and the reserved trace id).
+pub fn shim_layout<'py>(
+    py: Python<'py>,
+    r: &RequestRecord,
+    with_parent: bool,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let t = &r.timings;
+    let reasons: Option<Vec<&str>> = r
+        .finish_reasons
+        .as_ref()
+        .map(|v| v.iter().map(|s| s.as_str()).collect());
+    let mut fields: Vec<Bound<'py, PyAny>> = vec![
+        r.response_id.as_deref().into_pyobject(py)?.into_any(),
+        r.span_id.into_pyobject(py)?.into_any(),
+        r.start_unix_nanos.into_pyobject(py)?.into_any(),
+        r.end_unix_nanos.into_pyobject(py)?.into_any(),
+        r.input_tokens.into_pyobject(py)?.into_any(),
+        r.output_tokens.into_pyobject(py)?.into_any(),
+        r.cached_input_tokens.into_pyobject(py)?.into_any(),
+        reasons.into_pyobject(py)?.into_any(),
+        r.error_type.as_deref().into_pyobject(py)?.into_any(),
+        t.time_to_first_token.into_pyobject(py)?.into_any(),
+        t.time_per_output_token.into_pyobject(py)?.into_any(),
+        t.queue.into_pyobject(py)?.into_any(),
+        t.prefill.into_pyobject(py)?.into_any(),
+        t.decode.into_pyobject(py)?.into_any(),
+        t.inference.into_pyobject(py)?.into_any(),
+        t.e2e.into_pyobject(py)?.into_any(),
+        py.None().into_bound(py),
+    ];
+    if with_parent {
+        let parent = r
+            .own_parent
+            .flatten()
+            .map(|p| (p.trace_id, p.span_id, p.trace_flags, p.is_remote));
+        fields.push(parent.into_pyobject(py)?.into_any());
+        fields.push(r.trace_id.into_pyobject(py)?.into_any());
+    }
+    Ok(fields)
+}

@@ -454,3 +454,120 @@ def test_the_core_takes_outputs_of_the_usual_shape():
     assert record[:16] == _shim_record(output, 1, end_ns)[:16]
     output.num_cached_tokens = True  # a bool is no count: the shim's rules decide
     assert reader.record_of(output, 1, end_ns) is None
+
+
+# ---- serving: the core's reader of finished requests against the shim's _record --------------
+
+
+@st.composite
+def usual_request_states(draw: Any) -> Any:
+    """vLLM's RequestState as the serving path reads it, mostly of the usual shape."""
+    count = st.integers(min_value=0, max_value=10**6)
+    tokens = draw(count)
+    detokenizer = draw(
+        mostly(
+            st.sampled_from(
+                [
+                    types.SimpleNamespace(num_output_tokens=lambda: tokens),  # vLLM 0.32
+                    types.SimpleNamespace(output_token_ids=list(range(tokens % 50))),  # 0.11
+                    None,  # no detokenizer: no output count
+                ]
+            ),
+            st.one_of(junk, st.builds(types.SimpleNamespace, num_output_tokens=junk)),
+        )
+    )
+    return types.SimpleNamespace(
+        request_id="internal-1",
+        stats=draw(mostly(st.one_of(usual_stats(), st.none()), stats_objects())),
+        prompt_len=draw(mostly(count, junk)),
+        num_cached_tokens=draw(mostly(count, junk)),
+        detokenizer=detokenizer,
+    )
+
+
+@st.composite
+def serving_notes(draw: Any) -> tuple:
+    """(what was known when the request was added, its state, finish reason, iteration end)."""
+    from opentelemetry.instrumentation.vllm._serving import ServingRequest
+
+    ids = st.one_of(st.none(), st.integers(min_value=0, max_value=2**64 - 1))
+    parent = st.one_of(
+        st.none(),
+        st.tuples(
+            st.integers(min_value=0, max_value=2**128 - 1),
+            st.integers(min_value=0, max_value=2**64 - 1),
+            st.integers(min_value=0, max_value=255),
+            st.booleans(),
+        ),
+    )
+    added = ServingRequest(
+        external_id=draw(mostly(st.text(min_size=1, max_size=8), junk)),
+        operation_name=draw(mostly(st.sampled_from(["chat", "text_completion", "embeddings"]), junk)),
+        parent=draw(mostly(parent, junk)),
+        trace_id=draw(mostly(st.one_of(st.none(), st.integers(min_value=0, max_value=2**128 - 1)), junk)),
+        span_id=draw(mostly(ids, junk)),
+        kind=draw(mostly(st.sampled_from([0, 1]), junk)),
+        start_ns=draw(mostly(st.integers(min_value=0, max_value=2**63 - 1), junk)),
+        attributes={},
+    )
+    reason = draw(mostly(st.sampled_from(["stop", "length", "abort", "error"]), junk))
+    end_wall = draw(mostly(st.one_of(st.none(), st.floats(min_value=WALL - 100, max_value=WALL + 300)), junk))
+    return (added, draw(usual_request_states()), reason, end_wall)
+
+
+@settings(BAD_INPUT, max_examples=300)
+@given(note=serving_notes(), end_offset=st.floats(min_value=0, max_value=200))
+def test_the_core_reads_a_finished_request_as_the_shim_does(note, end_offset):
+    """Serving: where the core's reader takes a finished request, its record equals the shim's
+    ``_record`` as the core reads that tuple (an all-zero parent is none, a zero id is none);
+    everything else it hands back to the shim."""
+    from opentelemetry.instrumentation.vllm import _core, _serving
+    from opentelemetry.instrumentation.vllm._content import ContentPolicy
+
+    reader = _core.FinishedRequestReader(_vllm.PROVIDER_NAME, "m", **_vllm.FINISHED_REQUEST_FIELDS)
+    end_ns = int((WALL + end_offset) * 1e9)
+    core = reader.record_of(note, end_ns)
+    if core is None:
+        return
+    shim = _serving.EngineRequests(types.SimpleNamespace(), "m", ContentPolicy(capture=False))
+    added, state, reason, end_wall = note
+    kind, operation, fields = shim._record(added, state, reason, end_wall, end_ns)
+    fields = list(fields)
+    assert fields[16] == {}  # nothing the core would have had to add (preemptions, content)
+    fields[16] = None
+    parent = fields[17]
+    fields[17] = parent if parent is not None and parent[0] and parent[1] else None
+    fields[1] = fields[1] or None  # span id
+    fields[18] = fields[18] or None  # trace id
+    assert core == (kind, operation, tuple(fields))
+
+
+def test_the_core_takes_finished_requests_of_the_usual_shape():
+    """The serving reader is no dead path: the usual request state is read by the core, and a
+    preempted request is left to the shim (which adds an attribute)."""
+    from opentelemetry.instrumentation.vllm import _core
+    from opentelemetry.instrumentation.vllm._serving import ServingRequest
+
+    reader = _core.FinishedRequestReader(_vllm.PROVIDER_NAME, "m", **_vllm.FINISHED_REQUEST_FIELDS)
+    stats = types.SimpleNamespace(
+        arrival_time=WALL,
+        queued_ts=MONOTONIC,
+        scheduled_ts=MONOTONIC + 0.25,
+        first_token_ts=MONOTONIC + 0.5,
+        last_token_ts=MONOTONIC + 1.5,
+        first_token_latency=0.6,
+        num_generation_tokens=5,
+        num_preemptions=0,
+    )
+    state = types.SimpleNamespace(
+        stats=stats, prompt_len=3, num_cached_tokens=2, detokenizer=types.SimpleNamespace(num_output_tokens=lambda: 5)
+    )
+    added = ServingRequest("cmpl-7", "text_completion", (1, 2, 1, True), None, None, 0, 1, {})
+    end_ns = int((WALL + 2) * 1e9)
+    assert reader.record_of((added, state, "abort", WALL + 2.0), end_ns) == (
+        0, "text_completion",
+        ("cmpl-7", None, int(WALL * 1e9), end_ns, 3, 5, 2, ["abort"], "aborted",
+         0.6, 0.25, 0.25, 0.25, 1.0, 1.25, 2.0, None, (1, 2, 1, True), None),
+    )  # fmt: skip
+    stats.num_preemptions = 1
+    assert reader.record_of((added, state, "stop", None), end_ns) is None
