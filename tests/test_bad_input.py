@@ -421,13 +421,9 @@ def test_the_core_reads_an_output_as_the_shim_does(output, end_offset):
     assert shim[16] == {}  # nothing the core would have had to add (preemptions, content)
 
 
-def test_the_core_takes_outputs_of_the_usual_shape():
-    """The reader is no dead path: the usual output (every field of its exact type) is read by the
-    core, and one unusual field leaves it to the shim."""
-    from opentelemetry.instrumentation.vllm import _core
-
-    reader = _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
-    stats = types.SimpleNamespace(
+def usual_stats_object() -> Any:
+    """A RequestStateStats of the usual shape: queue 0.25 s, prefill 0.25 s, decode 1 s over 5 tokens."""
+    return types.SimpleNamespace(
         arrival_time=WALL,
         queued_ts=MONOTONIC,
         scheduled_ts=MONOTONIC + 0.25,
@@ -437,6 +433,15 @@ def test_the_core_takes_outputs_of_the_usual_shape():
         num_generation_tokens=5,
         num_preemptions=0,
     )
+
+
+def test_the_core_takes_outputs_of_the_usual_shape():
+    """The reader is no dead path: the usual output (every field of its exact type) is read by the
+    core, and one unusual field leaves it to the shim."""
+    from opentelemetry.instrumentation.vllm import _core
+
+    reader = _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
+    stats = usual_stats_object()
     output = types.SimpleNamespace(
         finished=True,
         request_id="7",
@@ -549,16 +554,7 @@ def test_the_core_takes_finished_requests_of_the_usual_shape():
     from opentelemetry.instrumentation.vllm._serving import ServingRequest
 
     reader = _core.FinishedRequestReader(_vllm.PROVIDER_NAME, "m", **_vllm.FINISHED_REQUEST_FIELDS)
-    stats = types.SimpleNamespace(
-        arrival_time=WALL,
-        queued_ts=MONOTONIC,
-        scheduled_ts=MONOTONIC + 0.25,
-        first_token_ts=MONOTONIC + 0.5,
-        last_token_ts=MONOTONIC + 1.5,
-        first_token_latency=0.6,
-        num_generation_tokens=5,
-        num_preemptions=0,
-    )
+    stats = usual_stats_object()
     state = types.SimpleNamespace(
         stats=stats, prompt_len=3, num_cached_tokens=2, detokenizer=types.SimpleNamespace(num_output_tokens=lambda: 5)
     )
