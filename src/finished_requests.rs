@@ -33,6 +33,9 @@ const NOTE_LEN: usize = 4;
 /// id, operation name, parent, reserved trace id, reserved span id, span kind, start ns, attributes.
 const ADDED_LEN: usize = 8;
 
+/// The records of one step with the same (span kind, operation object), and the operation's name.
+type Group<'py> = (i64, Bound<'py, PyAny>, Name, RequestRecords);
+
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
 pub struct FinishedRequestReader {
     provider: Name,
@@ -115,29 +118,34 @@ impl FinishedRequestReader {
             return Ok(None);
         };
         let mut leftovers: Option<Bound<'py, PyList>> = None;
-        // Records grouped by (span kind, operation name), as the shim's _send groups them.
-        let mut groups: SmallVec<[(i64, Name, RequestRecords); 2]> = SmallVec::new();
+        // Records grouped by (span kind, operation), as the shim's _send groups them. The operation
+        // names are the shim's few str objects: a group is found by the object, and its name is
+        // converted once per group, not per request.
+        let mut groups: SmallVec<[Group<'py>; 2]> = SmallVec::new();
         for note in finished.iter() {
-            match self.read(&note, end_ns) {
-                Ok((kind, operation, record)) => {
-                    match groups
-                        .iter_mut()
-                        .find(|g| g.0 == kind && *g.1 == *operation)
-                    {
-                        Some(group) => group.2.push(record),
-                        None => {
-                            let mut records = RequestRecords::new();
-                            records.push(record);
-                            groups.push((kind, operation, records));
-                        }
-                    }
+            let Ok((kind, operation, record)) = self.read(&note, end_ns) else {
+                leftovers
+                    .get_or_insert_with(|| PyList::empty(py))
+                    .append(note)?;
+                continue;
+            };
+            if let Some(group) = groups
+                .iter_mut()
+                .find(|g| g.0 == kind && g.1.is(&operation))
+            {
+                group.3.push(record);
+                continue;
+            }
+            match interned::name(&operation) {
+                Ok(Some(name)) => {
+                    groups.push((kind, operation, name, SmallVec::from_elem(record, 1)))
                 }
-                Err(Unclean) => leftovers
+                _ => leftovers
                     .get_or_insert_with(|| PyList::empty(py))
                     .append(note)?,
             }
         }
-        for (kind, operation, records) in groups {
+        for (kind, _, operation, records) in groups {
             let header = BatchHeader {
                 operation_name: operation,
                 provider_name: self.provider.clone(),
@@ -169,7 +177,7 @@ impl FinishedRequestReader {
             py,
             [
                 kind.into_pyobject(py)?.into_any(),
-                PyString::new(py, &operation).into_any(),
+                operation,
                 fields.into_any(),
             ],
         )?))
@@ -177,8 +185,12 @@ impl FinishedRequestReader {
 }
 
 impl FinishedRequestReader {
-    /// (span kind, operation name, record) of one note.
-    fn read(&self, note: &Bound<'_, PyAny>, end_ns: u64) -> Read<(i64, Name, RequestRecord)> {
+    /// (span kind, operation name as the shim's str, record) of one note.
+    fn read<'py>(
+        &self,
+        note: &Bound<'py, PyAny>,
+        end_ns: u64,
+    ) -> Read<(i64, Bound<'py, PyAny>, RequestRecord)> {
         let note = exact_tuple(note, NOTE_LEN)?;
         let item = |i| {
             note.get_borrowed_item(i)
@@ -219,9 +231,10 @@ impl FinishedRequestReader {
             .map_err(|_| Unclean)?
             .to_str()
             .map_err(|_| Unclean)?;
-        let operation = interned::name(&field(1)?)
-            .map_err(|_| Unclean)?
-            .ok_or(Unclean)?;
+        let operation = field(1)?;
+        if !operation.is_instance_of::<PyString>() {
+            return Err(Unclean);
+        }
         let parent = records::parent(&field(2)?).map_err(|_| Unclean)?;
         let trace_id = optional_id::<u128>(&field(3)?)?;
         let span_id = optional_id::<u64>(&field(4)?)?;
