@@ -44,8 +44,6 @@ _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
 SPAN_KIND_INTERNAL = 0
 SPAN_KIND_SERVER = 1
-# The finish reason of a request vLLM failed (FinishReason.ERROR's name; see _vllm.FINISH_ERROR_TYPES).
-FINISH_REASON_ERROR = "error"
 
 # The incoming W3C trace headers of the request AsyncLLM.add_request is adding, for the output
 # processor's add_request it calls (vLLM >= 0.32 drops them before that when its own tracing is off).
@@ -170,7 +168,7 @@ class EngineRequests:
             if _vllm.failed_in_engine(req_state):
                 pending = self.pending.pop(req_state.request_id, None)
                 if pending is not None:
-                    self.finished.append((pending, req_state, FINISH_REASON_ERROR, None))
+                    self.finished.append((pending, req_state, _vllm.ENGINE_FAILURE_FINISH_REASON, None))
         except Exception:  # noqa: BLE001
             _logger.debug("could not read a failed request", exc_info=True)
 

@@ -534,6 +534,9 @@ def finish_reason_name(finish_reason: Any) -> str:
 
 # error.type of a request that finished because vLLM aborted or failed it, by finish reason.
 FINISH_ERROR_TYPES = {"abort": "aborted", "error": "error"}
+# The finish reason of a request vLLM failed (FinishReason.ERROR's name), for the one path where
+# vLLM does not name it (failed_in_engine).
+ENGINE_FAILURE_FINISH_REASON = "error"
 
 
 def error_type_of_finish(reason: str) -> str | None:
