@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use crate::metrics::{Metric, METRICS};
+
 /// 1 µs to 1 h at 3 significant digits: about 184 KiB per histogram, allocated once.
 const LOWEST_MICROS: u64 = 1;
 const HIGHEST_MICROS: u64 = 3_600_000_000;
@@ -24,30 +26,50 @@ pub struct Percentiles {
     pub max: f64,
 }
 
-/// Keyed by model, then metric: a lookup borrows the model name (no key allocated per sample).
+/// One model's histograms, indexed by `Metric as usize`: each made on its metric's first sample.
 #[derive(Default)]
-pub struct LatencyStore {
-    histograms: BTreeMap<String, BTreeMap<&'static str, Histogram<u64>>>,
+pub struct ModelLatencies {
+    histograms: [Option<Histogram<u64>>; METRICS.len()],
 }
 
-impl LatencyStore {
-    pub fn record(&mut self, metric: &'static str, model: &str, seconds: f64) {
+impl ModelLatencies {
+    pub fn record(&mut self, metric: Metric, seconds: f64) {
         if !(seconds.is_finite() && seconds >= 0.0) {
             return;
         }
         let micros = ((seconds * 1e6).round() as u64).clamp(LOWEST_MICROS, HIGHEST_MICROS);
-        // Look up before inserting so the common path allocates no key.
-        let per_model = match self.histograms.get_mut(model) {
-            Some(m) => m,
-            None => self.histograms.entry(model.to_string()).or_default(),
-        };
-        per_model
-            .entry(metric)
-            .or_insert_with(|| {
+        self.histograms[metric as usize]
+            .get_or_insert_with(|| {
                 Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
                     .expect("valid HDR bounds")
             })
             .saturating_record(micros);
+    }
+}
+
+/// Keyed by model, then indexed by metric. The recorder records every sample of a batch of
+/// requests (one model) after one lookup of the model: with a map of metric names per model, the
+/// lookups and name comparisons cost the recorder thread more than the histograms' own work
+/// (callgrind: about 650 instructions per sample, eight samples per request).
+#[derive(Default)]
+pub struct LatencyStore {
+    histograms: BTreeMap<String, ModelLatencies>,
+}
+
+impl LatencyStore {
+    /// The histograms of `model`; a lookup borrows the name (no key allocated per batch).
+    pub fn model(&mut self, model: &str) -> &mut ModelLatencies {
+        // Looked up before inserting so the common path allocates no key.
+        if !self.histograms.contains_key(model) {
+            self.histograms
+                .insert(model.to_string(), ModelLatencies::default());
+        }
+        self.histograms.get_mut(model).expect("inserted above")
+    }
+
+    #[cfg(test)]
+    pub fn record(&mut self, metric: Metric, model: &str, seconds: f64) {
+        self.model(model).record(metric, seconds);
     }
 
     pub fn percentiles(&self) -> Vec<Percentiles> {
@@ -56,7 +78,11 @@ impl LatencyStore {
             .histograms
             .iter()
             .flat_map(|(model, per_model)| {
-                per_model.iter().map(move |(metric, h)| (*metric, model, h))
+                per_model
+                    .histograms
+                    .iter()
+                    .zip(&METRICS)
+                    .filter_map(move |(h, spec)| h.as_ref().map(|h| (spec.name, model, h)))
             })
             .map(|(metric, model, h)| Percentiles {
                 metric,
@@ -70,7 +96,7 @@ impl LatencyStore {
                 max: seconds(h.median_equivalent(h.max())),
             })
             .collect();
-        // Ordered by (metric, model), as before the store was keyed by model first.
+        // Ordered by (metric, model), as the Python stats API has always listed them.
         rows.sort_by(|a, b| (a.metric, &a.model).cmp(&(b.metric, &b.model)));
         rows
     }
@@ -107,15 +133,18 @@ mod tests {
     fn percentiles_per_metric_and_model() {
         let mut store = LatencyStore::default();
         for ms in 1..=1000 {
-            store.record("ttft", "a", ms as f64 / 1000.0);
+            store.record(Metric::Ttft, "a", ms as f64 / 1000.0);
         }
-        store.record("ttft", "b", 2.0);
-        store.record("ttft", "b", f64::NAN);
-        store.record("ttft", "b", -1.0);
+        store.record(Metric::Ttft, "b", 2.0);
+        store.record(Metric::Ttft, "b", f64::NAN);
+        store.record(Metric::Ttft, "b", -1.0);
         let rows = store.percentiles();
         assert_eq!(rows.len(), 2);
         let a = &rows[0];
-        assert_eq!((a.metric, a.model.as_str(), a.count), ("ttft", "a", 1000));
+        assert_eq!(
+            (a.metric, a.model.as_str(), a.count),
+            (crate::semconv::METRIC_TTFT, "a", 1000)
+        );
         // 3 significant digits: within 0.1% of the exact order statistic.
         assert!((a.p50 - 0.500).abs() < 0.0006, "{}", a.p50);
         assert!((a.p90 - 0.900).abs() < 0.001, "{}", a.p90);
@@ -130,8 +159,8 @@ mod tests {
     #[test]
     fn extreme_values_saturate_instead_of_failing() {
         let mut store = LatencyStore::default();
-        store.record("e2e", "m", 0.0);
-        store.record("e2e", "m", 1e9);
+        store.record(Metric::RequestDuration, "m", 0.0);
+        store.record(Metric::RequestDuration, "m", 1e9);
         let r = &store.percentiles()[0];
         assert_eq!(r.count, 2);
         assert!(r.max >= 3599.0);

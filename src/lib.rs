@@ -19,6 +19,7 @@ pub mod ids;
 pub mod interned;
 pub mod known_attributes;
 pub mod metrics;
+pub mod name_sets;
 pub mod offline_calls;
 pub mod operation;
 pub mod otlp_span_encoder;

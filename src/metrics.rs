@@ -7,13 +7,12 @@
 //! and attribute set, into a buffer that the recorder hands to the application's Python meter
 //! provider (bridge delivery): aggregated histograms cannot be replayed into another SDK.
 
-use std::collections::HashMap;
-
 use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use crate::hdr::LatencyStore;
-use crate::records::{BatchHeader, Name, OperationRecord, RequestRecord};
+use crate::name_sets::PerNameSet;
+use crate::records::{BatchHeader, OperationRecord, RequestRecord};
 use crate::semconv as sc;
 
 /// A histogram the core records.
@@ -183,9 +182,9 @@ fn series_attributes(base: &[KeyValue], series: Series<'_>) -> Vec<KeyValue> {
 }
 
 /// Histograms bound to one attribute set (operation, provider, models): recording into a bound
-/// instrument skips the SDK's per-call attribute lookup, which dominated the recorder's CPU time.
-/// Each is bound on its first value: binding creates the time series, and a metric vLLM gave no
-/// value for must export no point.
+/// instrument skips the SDK's per-call attribute lookup (hashing and comparing the attribute set),
+/// which dominated the recorder's CPU time. Each is bound on its first value: binding creates the
+/// time series, and a metric vLLM gave no value for must export no point.
 #[derive(Default)]
 struct BoundSet {
     seconds: [Option<BoundHistogram<f64>>; 9],
@@ -195,11 +194,9 @@ struct BoundSet {
 /// Bound sets kept at most; past that, records go through the unbound path (same result, slower).
 const MAX_BOUND_SETS: usize = 256;
 
-type AttributeSetKey = (Name, Name, Option<Name>, Option<Name>);
-
 /// Native delivery: the Rust SDK's histograms, exported by the pipeline's reader.
 pub struct NativeInstruments {
-    bound: HashMap<AttributeSetKey, BoundSet>,
+    bound: PerNameSet<BoundSet>,
     /// Indexed by `Metric as usize`; `None` at the token usage slot.
     seconds: Vec<Option<Histogram<f64>>>,
     token_usage: Histogram<u64>,
@@ -222,7 +219,7 @@ impl NativeInstruments {
             .collect();
         let spec = Metric::TokenUsage.spec();
         NativeInstruments {
-            bound: HashMap::new(),
+            bound: PerNameSet::new(MAX_BOUND_SETS),
             seconds,
             token_usage: meter
                 .u64_histogram(spec.name)
@@ -234,53 +231,83 @@ impl NativeInstruments {
     }
 
     fn record_requests(&mut self, header: &BatchHeader, requests: &[RequestRecord]) {
-        let base = base_attributes(
-            &header.operation_name,
-            &header.provider_name,
-            header.request_model.as_deref(),
-            header.response_model.as_deref(),
-        );
-        let key: AttributeSetKey = (
-            header.operation_name.clone(),
-            header.provider_name.clone(),
-            header.request_model.clone(),
-            header.response_model.clone(),
-        );
-        let mut unbound = BoundSet::default();
-        let bound = if self.bound.contains_key(&key) || self.bound.len() < MAX_BOUND_SETS {
-            self.bound.entry(key).or_default()
-        } else {
-            &mut unbound
+        // Made only to bind an instrument or for an unbound record (an error series).
+        let base = || {
+            base_attributes(
+                &header.operation_name,
+                &header.provider_name,
+                header.request_model.as_deref(),
+                header.response_model.as_deref(),
+            )
         };
+        let mut unbound = BoundSet::default();
         let seconds = &self.seconds;
         let token_usage = &self.token_usage;
+        let names = (
+            &header.operation_name,
+            &header.provider_name,
+            &header.request_model,
+            &header.response_model,
+        );
+        let bound = match self.bound.get_or_insert_with(names, BoundSet::default) {
+            Some(set) => set,
+            None => &mut unbound,
+        };
         for r in requests {
             request_measurements(r, |metric, series, value| match series {
                 Series::Base => {
                     if let Some(histogram) = &seconds[metric as usize] {
                         bound.seconds[metric as usize]
-                            .get_or_insert_with(|| histogram.bind(&base))
+                            .get_or_insert_with(|| histogram.bind(&base()))
                             .record(value);
                     }
                 }
                 Series::Token(token_type) => {
                     let slot = usize::from(token_type == "output");
                     bound.tokens[slot]
-                        .get_or_insert_with(|| token_usage.bind(&series_attributes(&base, series)))
+                        .get_or_insert_with(|| {
+                            token_usage.bind(&series_attributes(&base(), series))
+                        })
                         .record(value as u64);
                 }
                 Series::Error(_) => {
                     if let Some(histogram) = &seconds[metric as usize] {
-                        histogram.record(value, &series_attributes(&base, series));
+                        histogram.record(value, &series_attributes(&base(), series));
                     }
                 }
             });
         }
     }
 
-    fn record_operation(&self, attributes: &[KeyValue], seconds: f64) {
-        if let Some(h) = &self.seconds[Metric::OperationDuration as usize] {
-            h.record(seconds, attributes);
+    fn record_operation(&mut self, op: &OperationRecord, seconds: f64) {
+        let Some(histogram) = &self.seconds[Metric::OperationDuration as usize] else {
+            return;
+        };
+        let base = || {
+            base_attributes(
+                &op.operation_name,
+                &op.provider_name,
+                op.request_model.as_deref(),
+                op.response_model.as_deref(),
+            )
+        };
+        if let Some(error) = &op.error_type {
+            let mut attributes = base();
+            attributes.push(KeyValue::new(sc::ERROR_TYPE, error.clone()));
+            histogram.record(seconds, &attributes);
+            return;
+        }
+        let names = (
+            &op.operation_name,
+            &op.provider_name,
+            &op.request_model,
+            &op.response_model,
+        );
+        match self.bound.get_or_insert_with(names, BoundSet::default) {
+            Some(set) => set.seconds[Metric::OperationDuration as usize]
+                .get_or_insert_with(|| histogram.bind(&base()))
+                .record(seconds),
+            None => histogram.record(seconds, &base()),
         }
     }
 }
@@ -363,36 +390,35 @@ impl Instruments {
             Instruments::Native(native) => native.record_requests(header, requests),
             Instruments::Bridge(buffer) => buffer.record_requests(header, requests),
         }
-        let model = header.request_model.as_deref().unwrap_or("");
+        let latencies = hdr.model(header.request_model.as_deref().unwrap_or(""));
         for r in requests {
             request_measurements(r, |metric, _, value| {
                 if metric != Metric::TokenUsage {
-                    hdr.record(metric.spec().name, model, value);
+                    latencies.record(metric, value);
                 }
             });
         }
     }
 
     pub fn record_operation(&mut self, op: &OperationRecord, hdr: &mut LatencyStore) {
-        let mut attrs = base_attributes(
-            &op.operation_name,
-            &op.provider_name,
-            op.request_model.as_deref(),
-            op.response_model.as_deref(),
-        );
-        if let Some(e) = &op.error_type {
-            attrs.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
-        }
         let seconds = op.end_unix_nanos.saturating_sub(op.start_unix_nanos) as f64 / 1e9;
         match self {
-            Instruments::Native(native) => native.record_operation(&attrs, seconds),
-            Instruments::Bridge(buffer) => buffer.record(Metric::OperationDuration, attrs, seconds),
+            Instruments::Native(native) => native.record_operation(op, seconds),
+            Instruments::Bridge(buffer) => {
+                let mut attrs = base_attributes(
+                    &op.operation_name,
+                    &op.provider_name,
+                    op.request_model.as_deref(),
+                    op.response_model.as_deref(),
+                );
+                if let Some(e) = &op.error_type {
+                    attrs.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
+                }
+                buffer.record(Metric::OperationDuration, attrs, seconds)
+            }
         }
-        hdr.record(
-            sc::METRIC_OPERATION_DURATION,
-            op.request_model.as_deref().unwrap_or(""),
-            seconds,
-        );
+        hdr.model(op.request_model.as_deref().unwrap_or(""))
+            .record(Metric::OperationDuration, seconds);
     }
 
     /// The measurements waiting for the bridge (none in native delivery).

@@ -29,6 +29,27 @@ pub const LATENCY_DECODE: &str = "gen_ai.latency.time_in_model_decode";
 pub const LATENCY_INFERENCE: &str = "gen_ai.latency.time_in_model_inference";
 pub const LATENCY_E2E: &str = "gen_ai.latency.e2e";
 
+/// Every key the core sets on a request span (`spans.rs` checks each span's against it in tests).
+pub const REQUEST_SPAN_KEYS: [&str; 17] = [
+    OPERATION_NAME,
+    PROVIDER_NAME,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    RESPONSE_ID,
+    RESPONSE_FINISH_REASONS,
+    USAGE_INPUT_TOKENS,
+    USAGE_OUTPUT_TOKENS,
+    USAGE_CACHE_READ_INPUT_TOKENS,
+    LATENCY_TTFT,
+    LATENCY_TPOT,
+    LATENCY_QUEUE,
+    LATENCY_PREFILL,
+    LATENCY_DECODE,
+    LATENCY_INFERENCE,
+    LATENCY_E2E,
+    ERROR_TYPE,
+];
+
 // Metric names.
 pub const METRIC_TTFT: &str = "gen_ai.server.time_to_first_token";
 pub const METRIC_TPOT: &str = "gen_ai.server.time_per_output_token";

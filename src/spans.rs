@@ -16,9 +16,12 @@ use opentelemetry::{Array, Context, InstrumentationScope, KeyValue, StringValue,
 use opentelemetry_sdk::trace::{
     Sampler, SamplingDecision, ShouldSample, SpanData, SpanEvents, SpanLinks,
 };
+use parking_lot::Mutex;
 
 use crate::config::SamplerConfig;
 use crate::ids;
+use crate::interned;
+use crate::name_sets::{NameSetRef, PerNameSet};
 use crate::records::{BatchHeader, OperationRecord, ParentContext, RequestRecord};
 use crate::semconv as sc;
 
@@ -75,10 +78,24 @@ pub(crate) fn merge_attributes(
     }
 }
 
-#[derive(Debug)]
+/// What the spans of one (operation, provider, request model, response model) share: their name
+/// and those names as attributes, as static strings where they could be interned (`interned.rs`).
+/// Formatting the name and allocating the four values anew for every operation span and every
+/// batch cost the recorder thread about 2 000 instructions per call of one prompt (callgrind).
+struct SharedNames {
+    span_name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+}
+
+/// At most this many name sets are kept (a process has a handful); past it, they are made anew.
+const MAX_SHARED_NAMES: usize = 64;
+
 pub struct SpanFactory {
     sampler: Sampler,
     scope: InstrumentationScope,
+    /// Only the recorder thread builds spans: these locks are never contended.
+    shared_names: Mutex<PerNameSet<Arc<SharedNames>>>,
+    last_others_keys: Mutex<Option<(Arc<[KeyValue]>, u64)>>,
 }
 
 impl SpanFactory {
@@ -88,6 +105,8 @@ impl SpanFactory {
             scope: InstrumentationScope::builder(sc::INSTRUMENTATION_SCOPE)
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
+            shared_names: Mutex::new(PerNameSet::new(MAX_SHARED_NAMES)),
+            last_others_keys: Mutex::new(None),
         }
     }
 
@@ -126,6 +145,61 @@ impl SpanFactory {
         result.decision == SamplingDecision::RecordAndSample
     }
 
+    /// The span name and the names as the first attributes of spans with these names.
+    fn shared_names(&self, names: NameSetRef<'_>) -> Arc<SharedNames> {
+        let make = || {
+            let (operation, provider, request_model, response_model) = names;
+            let value = |text: &str| match interned::interned(text) {
+                Some(kept) => Value::String(StringValue::from(kept)),
+                None => Value::String(StringValue::from(Arc::<str>::from(text))),
+            };
+            let mut attributes = Vec::with_capacity(4);
+            attributes.push(KeyValue::new(sc::OPERATION_NAME, value(operation)));
+            attributes.push(KeyValue::new(sc::PROVIDER_NAME, value(provider)));
+            if let Some(m) = request_model {
+                attributes.push(KeyValue::new(sc::REQUEST_MODEL, value(m)));
+            }
+            if let Some(m) = response_model {
+                attributes.push(KeyValue::new(sc::RESPONSE_MODEL, value(m)));
+            }
+            let span_name = span_name(operation, request_model.as_deref());
+            Arc::new(SharedNames {
+                span_name: match interned::interned(&span_name) {
+                    Some(kept) => Cow::Borrowed(kept),
+                    None => span_name,
+                },
+                attributes,
+            })
+        };
+        let mut kept = self.shared_names.lock();
+        match kept.get_or_insert_with(names, make) {
+            Some(shared) => shared.clone(),
+            None => {
+                drop(kept);
+                make()
+            }
+        }
+    }
+
+    /// Bit i: the key of `attributes[i]` is none of `REQUEST_SPAN_KEYS`. Kept for the last attribute
+    /// set: batches of calls with the same sampling parameters share it (see `pending_requests.rs`).
+    fn others_keys(&self, attributes: &Arc<[KeyValue]>) -> u64 {
+        let mut last = self.last_others_keys.lock();
+        if let Some((kept, bits)) = last.as_ref() {
+            if Arc::ptr_eq(kept, attributes) {
+                return *bits;
+            }
+        }
+        let bits = attributes
+            .iter()
+            .take(u64::BITS as usize)
+            .enumerate()
+            .filter(|(_, kv)| !sc::REQUEST_SPAN_KEYS.contains(&kv.key.as_str()))
+            .fold(0, |bits, (i, _)| bits | (1 << i));
+        *last = Some((attributes.clone(), bits));
+        bits
+    }
+
     /// Reserves the context of a span that will be recorded later (an operation whose requests
     /// must be parented to it before it ends): (trace id, span id, trace flags).
     pub fn new_span_context(
@@ -147,15 +221,14 @@ impl SpanFactory {
         if op.trace_flags & TraceFlags::SAMPLED.to_u8() == 0 {
             return None;
         }
+        let names = self.shared_names((
+            &op.operation_name,
+            &op.provider_name,
+            &op.request_model,
+            &op.response_model,
+        ));
         let mut attributes = Vec::with_capacity(6 + op.attributes.len());
-        attributes.push(KeyValue::new(sc::OPERATION_NAME, op.operation_name.clone()));
-        attributes.push(KeyValue::new(sc::PROVIDER_NAME, op.provider_name.clone()));
-        if let Some(m) = &op.request_model {
-            attributes.push(KeyValue::new(sc::REQUEST_MODEL, m.clone()));
-        }
-        if let Some(m) = &op.response_model {
-            attributes.push(KeyValue::new(sc::RESPONSE_MODEL, m.clone()));
-        }
+        attributes.extend(names.attributes.iter().cloned());
         if let Some(n) = op.request_count {
             attributes.push(KeyValue::new(sc::OPERATION_REQUEST_COUNT, n));
         }
@@ -177,7 +250,7 @@ impl SpanFactory {
                 .unwrap_or(SpanId::INVALID),
             parent_span_is_remote: op.parent.map(|p| p.is_remote).unwrap_or(false),
             span_kind: op.span_kind.clone(),
-            name: span_name(&op.operation_name, op.request_model.as_deref()),
+            name: names.span_name.clone(),
             start_time: unix_nanos(op.start_unix_nanos),
             end_time: unix_nanos(op.end_unix_nanos.max(op.start_unix_nanos)),
             attributes,
@@ -190,30 +263,20 @@ impl SpanFactory {
     }
 
     /// What every request span of one batch shares, computed once per batch: the span name, the
-    /// header's attributes (string values reference-counted, so each span's copy is a counter
-    /// increment rather than an allocation) and the header parent's context for the sampler.
+    /// header's names as attributes (static strings where interned, so each span's copy is neither
+    /// an allocation nor a shared reference count) and the header parent's context for the sampler.
     pub fn request_batch<'a>(&self, header: &'a BatchHeader) -> RequestBatch<'a> {
-        let shared = |s: &str| Value::String(StringValue::from(Arc::<str>::from(s)));
-        let mut base = Vec::with_capacity(4);
-        base.push(KeyValue::new(
-            sc::OPERATION_NAME,
-            shared(&header.operation_name),
+        let names = self.shared_names((
+            &header.operation_name,
+            &header.provider_name,
+            &header.request_model,
+            &header.response_model,
         ));
-        base.push(KeyValue::new(
-            sc::PROVIDER_NAME,
-            shared(&header.provider_name),
-        ));
-        if let Some(m) = &header.request_model {
-            base.push(KeyValue::new(sc::REQUEST_MODEL, shared(m)));
-        }
-        if let Some(m) = &header.response_model {
-            base.push(KeyValue::new(sc::RESPONSE_MODEL, shared(m)));
-        }
         RequestBatch {
             header,
-            name: span_name(&header.operation_name, header.request_model.as_deref()),
-            base,
+            names,
             header_context: Self::parent_context(header.parent.as_ref()),
+            others_keys: self.others_keys(&header.attributes),
         }
     }
 
@@ -239,10 +302,15 @@ impl SpanFactory {
             None => self.sampled_in(
                 batch.header_context.as_ref(),
                 trace_id,
-                &batch.name,
+                &batch.names.span_name,
                 &header.span_kind,
             ),
-            Some(own) => self.sampled(own.as_ref(), trace_id, &batch.name, &header.span_kind),
+            Some(own) => self.sampled(
+                own.as_ref(),
+                trace_id,
+                &batch.names.span_name,
+                &header.span_kind,
+            ),
         };
         if !sampled {
             return None;
@@ -266,14 +334,15 @@ impl SpanFactory {
             request.error_type.is_some(),
         ];
         let mut attributes = Vec::with_capacity(
-            batch.base.len()
+            batch.names.attributes.len()
                 + present.iter().filter(|p| **p).count()
                 + header.attributes.len()
                 + request.attributes.len(),
         );
-        attributes.extend(batch.base.iter().cloned());
+        attributes.extend(batch.names.attributes.iter().cloned());
         if let Some(id) = &request.response_id {
-            attributes.push(KeyValue::new(sc::RESPONSE_ID, id.to_string()));
+            // String::from, not to_string(): CompactString's Display goes through the formatter.
+            attributes.push(KeyValue::new(sc::RESPONSE_ID, String::from(id.as_str())));
         }
         if let Some(reasons) = &request.finish_reasons {
             attributes.push(KeyValue::new(
@@ -311,7 +380,19 @@ impl SpanFactory {
         if let Some(e) = &request.error_type {
             attributes.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
         }
-        merge_attributes(&mut attributes, &header.attributes, &request.attributes);
+        if request.attributes.is_empty() && header.attributes.len() <= u64::BITS as usize {
+            // As merge_attributes, comparing keys only where the core might have set the same.
+            let own = attributes.len();
+            for (i, kv) in header.attributes.iter().enumerate() {
+                if batch.others_keys & (1 << i) != 0
+                    || !attributes[..own].iter().any(|set| set.key == kv.key)
+                {
+                    attributes.push(kv.clone());
+                }
+            }
+        } else {
+            merge_attributes(&mut attributes, &header.attributes, &request.attributes);
+        }
         Some(SpanData {
             span_context: SpanContext::new(
                 TraceId::from(trace_id),
@@ -325,7 +406,7 @@ impl SpanFactory {
                 .unwrap_or(SpanId::INVALID),
             parent_span_is_remote: parent.map(|p| p.is_remote).unwrap_or(false),
             span_kind: header.span_kind.clone(),
-            name: batch.name.clone(),
+            name: batch.names.span_name.clone(),
             start_time: unix_nanos(request.start_unix_nanos),
             end_time: unix_nanos(request.end_unix_nanos.max(request.start_unix_nanos)),
             attributes,
@@ -341,9 +422,11 @@ impl SpanFactory {
 /// See `SpanFactory::request_batch`.
 pub struct RequestBatch<'a> {
     header: &'a BatchHeader,
-    name: Cow<'static, str>,
-    base: Vec<KeyValue>,
+    names: Arc<SharedNames>,
     header_context: Option<Context>,
+    /// Bit i: the key of the header's attribute i is none the core sets on a request span, so a
+    /// span keeps that attribute without comparing keys.
+    others_keys: u64,
 }
 
 #[cfg(test)]
@@ -390,6 +473,35 @@ mod tests {
             .iter()
             .find(|kv| kv.key.as_str() == key)
             .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn request_span_keys_lists_every_key_the_core_sets() {
+        // A header attribute whose key is not in the list is kept without comparing keys: a key
+        // the core sets that the list lacks would let a batch attribute duplicate it.
+        let factory = SpanFactory::new(&SamplerConfig::AlwaysOn);
+        let mut full = request();
+        full.attributes.clear();
+        full.error_type = Some("ValueError".into());
+        full.timings = Timings {
+            time_to_first_token: Some(0.01),
+            time_per_output_token: Some(0.02),
+            queue: Some(0.03),
+            prefill: Some(0.04),
+            decode: Some(0.05),
+            inference: Some(0.06),
+            e2e: Some(0.07),
+        };
+        let mut without_header_attributes = header(None);
+        without_header_attributes.attributes = Arc::from([]);
+        let span = factory
+            .request_span(&without_header_attributes, &full)
+            .unwrap();
+        let mut keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        keys.sort_unstable();
+        let mut listed = sc::REQUEST_SPAN_KEYS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(keys, listed);
     }
 
     #[test]

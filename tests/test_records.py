@@ -237,6 +237,29 @@ def test_span_attribute_keys_are_unique(pipeline, http_receiver):
     assert attributes["batch-only"] == 1
 
 
+def test_a_batch_attribute_is_kept_only_where_the_core_did_not_set_its_key(pipeline, http_receiver):
+    # Requests without attributes of their own: the core decides once per batch which of the
+    # batch's attributes a span keeps, for each set of attributes it set; each span must still get
+    # exactly what merging would give it.
+    assert pipeline(http_receiver)
+    header = batch_header(attributes={"gen_ai.usage.input_tokens": -1, "gen_ai.request.model": "x", "batch-only": 1})
+    records = [
+        request_record(response_id="counted", input_tokens=12),
+        request_record(response_id="uncounted", input_tokens=None),
+        request_record(response_id="counted-again", input_tokens=7),
+        request_record(response_id="uncounted-again", input_tokens=None),
+    ]
+    assert _core.record_requests(header, records) == 4
+    spans = {span.attributes["gen_ai.response.id"]: span for span in flushed_spans(http_receiver)}
+    assert set(spans) == {"counted", "uncounted", "counted-again", "uncounted-again"}
+    expected_input_tokens = {"counted": 12, "uncounted": -1, "counted-again": 7, "uncounted-again": -1}
+    for response_id, span in spans.items():
+        assert duplicate_keys(span.span.attributes) == [], response_id
+        assert span.attributes["gen_ai.usage.input_tokens"] == expected_input_tokens[response_id], response_id
+        assert span.attributes["gen_ai.request.model"] == "tiny", response_id
+        assert span.attributes["batch-only"] == 1, response_id
+
+
 def test_operation_attribute_keys_are_unique(pipeline, http_receiver):
     assert pipeline(http_receiver)
     operation = _core.new_span_context(None, "text_completion", "tiny")
