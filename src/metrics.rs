@@ -11,7 +11,7 @@ use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use crate::hdr::LatencyStore;
-use crate::name_sets::PerNameSet;
+use crate::name_sets::{NameSetRef, PerNameSet};
 use crate::records::{BatchHeader, OperationRecord, RequestRecord};
 use crate::semconv as sc;
 
@@ -153,12 +153,8 @@ fn request_measurements<'a>(r: &'a RequestRecord, mut emit: impl FnMut(Metric, S
     }
 }
 
-fn base_attributes(
-    operation: &str,
-    provider: &str,
-    request_model: Option<&str>,
-    response_model: Option<&str>,
-) -> Vec<KeyValue> {
+fn base_attributes(names: NameSetRef<'_>) -> Vec<KeyValue> {
+    let (operation, provider, request_model, response_model) = names;
     let mut attrs = Vec::with_capacity(6);
     attrs.push(KeyValue::new(sc::OPERATION_NAME, operation.to_string()));
     attrs.push(KeyValue::new(sc::PROVIDER_NAME, provider.to_string()));
@@ -232,24 +228,14 @@ impl NativeInstruments {
 
     fn record_requests(&mut self, header: &BatchHeader, requests: &[RequestRecord]) {
         // Made only to bind an instrument or for an unbound record (an error series).
-        let base = || {
-            base_attributes(
-                &header.operation_name,
-                &header.provider_name,
-                header.request_model.as_deref(),
-                header.response_model.as_deref(),
-            )
-        };
+        let base = || base_attributes(header.names());
         let mut unbound = BoundSet::default();
         let seconds = &self.seconds;
         let token_usage = &self.token_usage;
-        let names = (
-            &header.operation_name,
-            &header.provider_name,
-            &header.request_model,
-            &header.response_model,
-        );
-        let bound = match self.bound.get_or_insert_with(names, BoundSet::default) {
+        let bound = match self
+            .bound
+            .get_or_insert_with(header.names(), BoundSet::default)
+        {
             Some(set) => set,
             None => &mut unbound,
         };
@@ -283,27 +269,14 @@ impl NativeInstruments {
         let Some(histogram) = &self.seconds[Metric::OperationDuration as usize] else {
             return;
         };
-        let base = || {
-            base_attributes(
-                &op.operation_name,
-                &op.provider_name,
-                op.request_model.as_deref(),
-                op.response_model.as_deref(),
-            )
-        };
+        let base = || base_attributes(op.names());
         if let Some(error) = &op.error_type {
             let mut attributes = base();
             attributes.push(KeyValue::new(sc::ERROR_TYPE, error.clone()));
             histogram.record(seconds, &attributes);
             return;
         }
-        let names = (
-            &op.operation_name,
-            &op.provider_name,
-            &op.request_model,
-            &op.response_model,
-        );
-        match self.bound.get_or_insert_with(names, BoundSet::default) {
+        match self.bound.get_or_insert_with(op.names(), BoundSet::default) {
             Some(set) => set.seconds[Metric::OperationDuration as usize]
                 .get_or_insert_with(|| histogram.bind(&base()))
                 .record(seconds),
@@ -327,12 +300,7 @@ pub struct MeasurementBuffer {
 
 impl MeasurementBuffer {
     fn record_requests(&mut self, header: &BatchHeader, requests: &[RequestRecord]) {
-        let base = base_attributes(
-            &header.operation_name,
-            &header.provider_name,
-            header.request_model.as_deref(),
-            header.response_model.as_deref(),
-        );
+        let base = base_attributes(header.names());
         // Groups of this batch: a handful (metric x series), so a linear search is cheapest.
         let mut index: Vec<(Metric, Series<'_>, usize)> = Vec::new();
         for r in requests {
@@ -405,12 +373,7 @@ impl Instruments {
         match self {
             Instruments::Native(native) => native.record_operation(op, seconds),
             Instruments::Bridge(buffer) => {
-                let mut attrs = base_attributes(
-                    &op.operation_name,
-                    &op.provider_name,
-                    op.request_model.as_deref(),
-                    op.response_model.as_deref(),
-                );
+                let mut attrs = base_attributes(op.names());
                 if let Some(e) = &op.error_type {
                     attrs.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
                 }

@@ -15,6 +15,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::interned;
+use crate::name_sets::NameSetRef;
 
 /// The span context of a parent, as the Python API exposes it (`SpanContext` ints).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -121,6 +122,30 @@ pub struct OperationRecord {
     /// How many requests the operation submitted.
     pub request_count: Option<i64>,
     pub attributes: Vec<KeyValue>,
+}
+
+impl BatchHeader {
+    /// The names its spans and metrics are keyed by (see `name_sets.rs`).
+    pub fn names(&self) -> NameSetRef<'_> {
+        (
+            &self.operation_name,
+            &self.provider_name,
+            &self.request_model,
+            &self.response_model,
+        )
+    }
+}
+
+impl OperationRecord {
+    /// The names its span and metric are keyed by (see `name_sets.rs`).
+    pub fn names(&self) -> NameSetRef<'_> {
+        (
+            &self.operation_name,
+            &self.provider_name,
+            &self.request_model,
+            &self.response_model,
+        )
+    }
 }
 
 // ---- reading from Python -------------------------------------------------------------------

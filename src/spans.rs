@@ -221,12 +221,7 @@ impl SpanFactory {
         if op.trace_flags & TraceFlags::SAMPLED.to_u8() == 0 {
             return None;
         }
-        let names = self.shared_names((
-            &op.operation_name,
-            &op.provider_name,
-            &op.request_model,
-            &op.response_model,
-        ));
+        let names = self.shared_names(op.names());
         let mut attributes = Vec::with_capacity(6 + op.attributes.len());
         attributes.extend(names.attributes.iter().cloned());
         if let Some(n) = op.request_count {
@@ -266,12 +261,7 @@ impl SpanFactory {
     /// header's names as attributes (static strings where interned, so each span's copy is neither
     /// an allocation nor a shared reference count) and the header parent's context for the sampler.
     pub fn request_batch<'a>(&self, header: &'a BatchHeader) -> RequestBatch<'a> {
-        let names = self.shared_names((
-            &header.operation_name,
-            &header.provider_name,
-            &header.request_model,
-            &header.response_model,
-        ));
+        let names = self.shared_names(header.names());
         RequestBatch {
             header,
             names,
