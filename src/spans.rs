@@ -147,9 +147,11 @@ impl SpanFactory {
 
     /// The span name and the names as the first attributes of spans with these names.
     fn shared_names(&self, names: NameSetRef<'_>) -> Arc<SharedNames> {
-        let make = || {
+        // Interned only when kept: past MAX_SHARED_NAMES sets (a server with many LoRA names),
+        // new names must not use up the slots that attribute keys and finish reasons share.
+        let make = |intern: bool| {
             let (operation, provider, request_model, response_model) = names;
-            let value = |text: &str| match interned::interned(text) {
+            let value = |text: &str| match intern.then(|| interned::interned(text)).flatten() {
                 Some(kept) => Value::String(StringValue::from(kept)),
                 None => Value::String(StringValue::from(Arc::<str>::from(text))),
             };
@@ -163,20 +165,21 @@ impl SpanFactory {
                 attributes.push(KeyValue::new(sc::RESPONSE_MODEL, value(m)));
             }
             let span_name = span_name(operation, request_model.as_deref());
+            let span_name = match intern.then(|| interned::interned(&span_name)).flatten() {
+                Some(kept) => Cow::Borrowed(kept),
+                None => span_name,
+            };
             Arc::new(SharedNames {
-                span_name: match interned::interned(&span_name) {
-                    Some(kept) => Cow::Borrowed(kept),
-                    None => span_name,
-                },
+                span_name,
                 attributes,
             })
         };
         let mut kept = self.shared_names.lock();
-        match kept.get_or_insert_with(names, make) {
+        match kept.get_or_insert_with(names, || make(true)) {
             Some(shared) => shared.clone(),
             None => {
                 drop(kept);
-                make()
+                make(false)
             }
         }
     }
@@ -463,6 +466,33 @@ mod tests {
             .iter()
             .find(|kv| kv.key.as_str() == key)
             .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn names_past_the_kept_sets_are_not_interned() {
+        // Past MAX_SHARED_NAMES name sets, a span's name and names are its own strings: the
+        // interned slots shared with attribute keys and finish reasons are not used up.
+        let factory = SpanFactory::new(&SamplerConfig::AlwaysOn);
+        let span_of = |model: &str| {
+            let mut h = header(None);
+            h.request_model = Some(model.into());
+            h.response_model = Some(model.into());
+            factory.request_span(&h, &request()).unwrap()
+        };
+        for i in 0..MAX_SHARED_NAMES {
+            let span = span_of(&format!("kept-model-{i}"));
+            assert!(
+                matches!(span.name, Cow::Borrowed(_)),
+                "set {i} is kept and interned"
+            );
+        }
+        let span = span_of("one-model-too-many");
+        assert!(matches!(span.name, Cow::Owned(_)));
+        assert_eq!(span.name, "text_completion one-model-too-many");
+        assert_eq!(
+            attr(&span, sc::REQUEST_MODEL),
+            Some(&Value::from("one-model-too-many"))
+        );
     }
 
     #[test]
