@@ -271,9 +271,7 @@ impl NativeInstruments {
         };
         let base = || base_attributes(op.names());
         if let Some(error) = &op.error_type {
-            let mut attributes = base();
-            attributes.push(KeyValue::new(sc::ERROR_TYPE, error.clone()));
-            histogram.record(seconds, &attributes);
+            histogram.record(seconds, &series_attributes(&base(), Series::Error(error)));
             return;
         }
         match self.bound.get_or_insert_with(op.names(), BoundSet::default) {
@@ -373,10 +371,11 @@ impl Instruments {
         match self {
             Instruments::Native(native) => native.record_operation(op, seconds),
             Instruments::Bridge(buffer) => {
-                let mut attrs = base_attributes(op.names());
-                if let Some(e) = &op.error_type {
-                    attrs.push(KeyValue::new(sc::ERROR_TYPE, e.clone()));
-                }
+                let base = base_attributes(op.names());
+                let attrs = match &op.error_type {
+                    Some(error) => series_attributes(&base, Series::Error(error)),
+                    None => base,
+                };
                 buffer.record(Metric::OperationDuration, attrs, seconds)
             }
         }
