@@ -5,15 +5,18 @@ that cannot be forwarded faithfully are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 
 import pytest
 from opentelemetry.instrumentation.vllm._forwarding import (
+    argument_dispatching_function,
     forwarding_function,
     pending_reporting_function,
     preceding_function,
     result_reporting_function,
+    substituting_function,
     surrounding_function,
 )
 
@@ -138,6 +141,8 @@ def test_signatures_that_cannot_be_forwarded_faithfully_are_refused(original):
     assert forwarding_function(original, print, ("request_id",)) is None
     assert surrounding_function(original, print, print, ("request_id",)) is None
     assert result_reporting_function(original, print) is None
+    assert argument_dispatching_function(original, "request_id", print) is None
+    assert substituting_function(original, print, ("request_id",)) is None
 
 
 class LLM:
@@ -255,3 +260,82 @@ def test_a_preceding_function_reports_before_the_original_runs():
         function(processor, prompt=None, request="fail")
     assert events == [(processor, "r1", "p"), ("vllm", "r1"), (processor, "fail", None), ("vllm", "fail")]
     assert str(inspect.signature(function)) == str(inspect.signature(Processor.add_request))
+
+
+class AsyncEngine:
+    """A coroutine function with vLLM's AsyncLLM.add_request's kind of parameters."""
+
+    async def add_request(self, request_id, prompt, params, arrival_time=None, trace_headers=None, *, priority=0):
+        return ("added", request_id, prompt, params, arrival_time, trace_headers, priority)
+
+
+def test_an_argument_dispatching_function_hands_back_the_originals_own_coroutine_in_the_usual_case():
+    others = []
+    function = argument_dispatching_function(
+        AsyncEngine.add_request, "trace_headers", lambda *values: others.append(values)
+    )
+    engine = AsyncEngine()
+    for args, kwargs in [
+        (("r1", "p", "sp"), {}),
+        (("r1", "p", "sp", 1.5, None), {"priority": 2}),
+        ((), {"request_id": "r1", "prompt": "p", "params": "sp", "trace_headers": {}}),
+    ]:
+        coroutine = function(engine, *args, **kwargs)
+        # vLLM's coroutine itself, not a second one around it: nothing more to create or await.
+        assert coroutine.cr_code is AsyncEngine.add_request.__code__
+        assert asyncio.run(coroutine) == asyncio.run(engine.add_request(*args, **kwargs))
+    assert others == []
+    assert str(inspect.signature(function)) == str(inspect.signature(AsyncEngine.add_request))
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        assert inspect.iscoroutinefunction(function)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        (("r1", "p", "sp", None, {"traceparent": "x"}), {"priority": 3}),
+        (("r1", "p", "sp"), {"trace_headers": {"traceparent": "x"}}),
+    ],
+)
+def test_where_the_argument_is_set_the_otherwise_path_gets_a_call_with_it_replaced(args, kwargs):
+    seen = []
+
+    def otherwise(engine, headers, call):
+        seen.append((engine, headers))
+        return call(None)
+
+    function = argument_dispatching_function(AsyncEngine.add_request, "trace_headers", otherwise)
+    engine = AsyncEngine()
+    expected = inspect.signature(AsyncEngine.add_request).bind(engine, *args, **kwargs)
+    expected.apply_defaults()
+    result = asyncio.run(function(engine, *args, **kwargs))
+    assert seen == [(engine, {"traceparent": "x"})]
+    given = expected.arguments
+    assert result == ("added", given["request_id"], "p", "sp", None, None, given["priority"])
+
+
+def test_an_argument_dispatching_function_needs_the_named_parameter():
+    assert argument_dispatching_function(AsyncEngine.add_request, "no_such_parameter", print) is None
+
+
+def test_a_substituting_function_returns_the_substitute_or_else_the_originals_own_coroutine():
+    class Serving:
+        async def _get_trace_headers(self, headers):
+            return ("vllm's", headers)
+
+    async def ready(value):
+        return value
+
+    seen = []
+
+    def substitute(serving, headers):
+        seen.append(headers)
+        return ready({"traceparent": headers["traceparent"]}) if "traceparent" in headers else None
+
+    function = substituting_function(Serving._get_trace_headers, substitute, ("headers",))
+    serving = Serving()
+    assert asyncio.run(function(serving, {"traceparent": "t", "accept": "*/*"})) == {"traceparent": "t"}
+    coroutine = function(serving, headers={"accept": "*/*"})
+    assert coroutine.cr_code is Serving._get_trace_headers.__code__
+    assert asyncio.run(coroutine) == ("vllm's", {"accept": "*/*"})
+    assert seen == [{"traceparent": "t", "accept": "*/*"}, {"accept": "*/*"}]

@@ -39,6 +39,22 @@ class ClassPatches:
         setattr(owner, name, replacement)
         self._applied.append((owner, name))
 
+    def replace_or_wrap(
+        self, owner: type | None, name: str, generate: Callable[[Callable], Callable | None], wrapper: Any
+    ) -> None:
+        """``replace`` with ``generate(original)`` where that makes a function (see _forwarding.py),
+        else ``wrap`` with the generic ``wrapper``."""
+        if owner is None or (owner, name) in self._applied:
+            return
+        original = vars(owner).get(name)
+        if getattr(original, _REPLACED, False):
+            return  # already patched by us (e.g. two module aliases of one class)
+        generated = generate(original) if original is not None else None
+        if generated is not None:
+            self.replace(owner, name, lambda _: generated)
+        else:
+            self.wrap(owner, name, wrapper)
+
     def remove_all(self) -> None:
         """Restores every wrapped attribute, the last applied first."""
         for owner, name in reversed(self._applied):

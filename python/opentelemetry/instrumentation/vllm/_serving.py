@@ -34,9 +34,11 @@ from opentelemetry.instrumentation.vllm import _core, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._context import current_parent
 from opentelemetry.instrumentation.vllm._forwarding import (
+    argument_dispatching_function,
     forwarding_function,
     pending_reporting_function,
     preceding_function,
+    substituting_function,
 )
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
 
@@ -88,6 +90,30 @@ def incoming_parent(request: Any) -> tuple[int, int, int, bool] | None:
     if not context.is_valid:
         return None
     return (context.trace_id, context.span_id, int(context.trace_flags), context.is_remote)
+
+
+async def _awaited_with_incoming_headers(headers: Any, adding: Any) -> Any:
+    token = _incoming_trace_headers.set(headers)
+    try:
+        return await adding
+    finally:
+        _incoming_trace_headers.reset(token)
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def _incoming_trace_headers_ready(serving: Any, headers: Any) -> Any:
+    """The substitute of the handlers' ``_get_trace_headers(headers)`` (``serving``, not read): vLLM
+    forwards the incoming trace context only when its own tracing is on (and warns otherwise); ours
+    needs it either way. An awaitable of the W3C trace headers vLLM would forward, or None where the
+    request has none (vLLM's own method then runs). Never raises."""
+    try:
+        found = _vllm.trace_headers_of(headers)
+    except Exception:  # noqa: BLE001
+        return None
+    return _ready(found) if found else None
 
 
 def traceparent(trace_id: int, span_id: int, flags: int) -> str:
@@ -400,8 +426,15 @@ class ServingInstrumentation:
         try:
             async_llm = getattr(module, _vllm.ASYNC_LLM_CLASS)
             self._patches.wrap(_vllm.defining_class(async_llm, "__init__"), "__init__", self._async_llm_init)
-            self._patches.wrap(
-                _vllm.defining_class(async_llm, "add_request"), "add_request", self._async_llm_add_request
+            # Called per request: a generated function that hands back vLLM's own coroutine unless
+            # the request came with trace headers (see _forwarding.py), else the generic wrapper.
+            self._patches.replace_or_wrap(
+                _vllm.defining_class(async_llm, "add_request"),
+                "add_request",
+                lambda add_request: argument_dispatching_function(
+                    add_request, _vllm.ADD_REQUEST_TRACE_HEADERS, self._add_request_with_trace_headers
+                ),
+                self._async_llm_add_request,
             )
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument vLLM's AsyncLLM", exc_info=True)
@@ -412,37 +445,45 @@ class ServingInstrumentation:
         try:
             serving = getattr(module, _vllm.SERVING_BASE_CLASSES[module.__name__], None)
             if serving is not None and hasattr(serving, "_get_trace_headers"):
-                self._patches.wrap(
-                    _vllm.defining_class(serving, "_get_trace_headers"), "_get_trace_headers", self._get_trace_headers
+                # Called per HTTP request: as add_request above.
+                self._patches.replace_or_wrap(
+                    _vllm.defining_class(serving, "_get_trace_headers"),
+                    "_get_trace_headers",
+                    lambda get_trace_headers: substituting_function(
+                        get_trace_headers, _incoming_trace_headers_ready, _vllm.GET_TRACE_HEADERS_ARGUMENTS
+                    ),
+                    self._get_trace_headers,
                 )
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument vLLM's OpenAI server", exc_info=True)
 
     # ---- wrappers ---------------------------------------------------------------------------
 
+    # The generic wrappers, where vLLM's methods cannot be replaced by generated functions.
+
     async def _get_trace_headers(self, wrapped, instance, args, kwargs):
-        # vLLM forwards the incoming trace context only when its own tracing is on (and warns
-        # otherwise); ours needs it either way. Same headers vLLM would forward (W3C only).
-        try:
-            headers = _vllm.trace_headers_of(kwargs.get("headers", args[0] if args else None))
-        except Exception:  # noqa: BLE001
-            headers = None
-        if headers:
-            return headers
+        ready = _incoming_trace_headers_ready(instance, kwargs.get("headers", args[0] if args else None))
+        if ready is not None:
+            return await ready
         return await wrapped(*args, **kwargs)
 
     async def _async_llm_add_request(self, wrapped, instance, args, kwargs):
-        headers = kwargs.get("trace_headers")
+        headers = kwargs.get(_vllm.ADD_REQUEST_TRACE_HEADERS)
         if not headers:
             return await wrapped(*args, **kwargs)
-        if not _vllm.native_tracing_enabled(_vllm.async_llm_output_processor(instance)):
-            # Ours to read; vLLM would only warn that its tracing is off and drop them.
-            kwargs = {**kwargs, "trace_headers": None}
-        token = _incoming_trace_headers.set(headers)
-        try:
-            return await wrapped(*args, **kwargs)
-        finally:
-            _incoming_trace_headers.reset(token)
+
+        def add_request(forwarded):
+            return wrapped(*args, **{**kwargs, _vllm.ADD_REQUEST_TRACE_HEADERS: forwarded})
+
+        return await self._add_request_with_trace_headers(instance, headers, add_request)
+
+    def _add_request_with_trace_headers(self, engine: Any, headers: Any, add_request: Any) -> Any:
+        """AsyncLLM.add_request for a request that came with trace headers: they are ours to read
+        (``EngineRequests.added`` finds them in ``_incoming_trace_headers``); vLLM gets them only with
+        its own tracing on (else it would only warn that its tracing is off and drop them).
+        ``add_request(trace_headers)`` makes vLLM's coroutine; what is returned awaits it."""
+        native = _vllm.native_tracing_enabled(_vllm.async_llm_output_processor(engine))
+        return _awaited_with_incoming_headers(headers, add_request(headers if native else None))
 
     def _async_llm_init(self, wrapped, instance, args, kwargs):
         wrapped(*args, **kwargs)

@@ -429,6 +429,10 @@ now_ns = time.time_ns
 
 ASYNC_LLM_MODULE = "vllm.v1.engine.async_llm"
 ASYNC_LLM_CLASS = "AsyncLLM"
+# AsyncLLM.add_request's parameter with the incoming W3C trace headers, and the handlers'
+# _get_trace_headers' parameter with the HTTP request's headers (0.11 - 0.33).
+ADD_REQUEST_TRACE_HEADERS = "trace_headers"
+GET_TRACE_HEADERS_ARGUMENTS = ("headers",)
 # Where the handlers' ``_get_trace_headers`` lives: module -> class (0.32+, then 0.11 - 0.31).
 SERVING_BASE_CLASSES = {
     "vllm.entrypoints.serve.engine.serving": "BaseServing",
