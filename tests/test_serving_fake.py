@@ -527,7 +527,7 @@ def test_errors_inside_the_instrumentation_never_reach_vllm(instrument, http_rec
 
     engine = AsyncLLM()
     # The per-request hooks run inside vLLM's own calls: a bug in what they call stays in them.
-    monkeypatch.setattr(_vllm, "serving_operation", broken)
+    monkeypatch.setattr(_vllm, "engine_request_fields", broken)
     unregistered = add(engine, "cmpl-1-0")  # vLLM registered it all the same
     assert unregistered.request_id in engine.output_processor.request_states
     monkeypatch.undo()

@@ -77,6 +77,11 @@ class ServingRequest(NamedTuple):
     attributes: dict[str, Any]
 
 
+# ServingRequest(...) runs the namedtuple's __new__, a Python function; tuple.__new__ with the class
+# makes the same object in C (about 0.12 µs less per request, which a server adds for every request).
+_new_tuple = tuple.__new__
+
+
 def incoming_parent(request: Any) -> tuple[int, int, int, bool] | None:
     """The current span (a server span of an ASGI instrumentation, or the application's), else the
     trace context the HTTP request came with."""
@@ -144,8 +149,7 @@ class EngineRequests:
     def added(self, owner: Any, request: Any, prompt: Any) -> None:
         """The output processor (``owner``, not read) is about to take ``request``. Never raises."""
         try:
-            external_id = _vllm.external_request_id(request)
-            operation = _vllm.serving_operation(external_id, request)
+            external_id, operation, arrival_ns, attributes = _vllm.engine_request_fields(request)
             parent = incoming_parent(request)
             # The process's entry span when nothing local encloses it.
             kind = SPAN_KIND_SERVER if parent is None or parent[3] else SPAN_KIND_INTERNAL
@@ -158,16 +162,18 @@ class EngineRequests:
                 if "tracestate" in incoming:
                     headers["tracestate"] = incoming["tracestate"]
                 request.trace_headers = headers
-            start_ns = _vllm.engine_request_arrival_ns(request) or _vllm.now_ns()
-            self.pending[request.request_id] = ServingRequest(
-                external_id,
-                operation,
-                parent,
-                trace_id,
-                span_id,
-                kind,
-                start_ns,
-                _vllm.engine_request_attributes(request),
+            self.pending[request.request_id] = _new_tuple(
+                ServingRequest,
+                (
+                    external_id,
+                    operation,
+                    parent,
+                    trace_id,
+                    span_id,
+                    kind,
+                    arrival_ns or _vllm.now_ns(),
+                    attributes,
+                ),
             )
             if self.content.capture:
                 self.prompts[request.request_id] = prompt

@@ -480,28 +480,28 @@ def trace_headers_of(headers: Any) -> dict[str, str] | None:
     return found if "traceparent" in found else None
 
 
-def external_request_id(request: Any) -> str:
-    """The id the handler gave (0.32+ adds a random suffix for the engine's internal id)."""
-    return str(getattr(request, "external_req_id", None) or request.request_id)
-
-
-def serving_operation(external_id: str, request: Any) -> str:
-    if getattr(request, "pooling_params", None) is not None:
-        return "embeddings"
-    for prefix, operation in OPERATION_OF_REQUEST_ID_PREFIX:
-        if external_id.startswith(prefix):
-            return operation
-    return "text_completion"
-
-
-def engine_request_attributes(request: Any) -> dict[str, Any]:
-    params = getattr(request, "sampling_params", None) or getattr(request, "pooling_params", None)
-    return request_attributes(params, getattr(request, "lora_request", None), getattr(request, "priority", None))
-
-
-def engine_request_arrival_ns(request: Any) -> int | None:
+def engine_request_fields(request: Any) -> tuple[str, str, int | None, dict[str, Any]]:
+    """What registering an engine request (an ``EngineCoreRequest``) reads of it, in one call: it runs
+    for every request a server adds. (The id the handler gave (0.32+ adds a random suffix for the
+    engine's internal id), gen_ai.operation.name, the frontend's arrival time in ns or None, the
+    request attributes.)"""
+    external_id = str(getattr(request, "external_req_id", None) or request.request_id)
+    pooling_params = getattr(request, "pooling_params", None)
+    if pooling_params is not None:
+        operation = "embeddings"
+    else:
+        operation = "text_completion"
+        for prefix, of_prefix in OPERATION_OF_REQUEST_ID_PREFIX:
+            if external_id.startswith(prefix):
+                operation = of_prefix
+                break
     arrival = _positive(getattr(request, "arrival_time", None))  # time.time() in the frontend
-    return int(arrival * 1e9) if arrival is not None else None
+    attributes = request_attributes(
+        getattr(request, "sampling_params", None) or pooling_params,
+        getattr(request, "lora_request", None),
+        getattr(request, "priority", None),
+    )
+    return external_id, operation, int(arrival * 1e9) if arrival is not None else None, attributes
 
 
 def request_state_stats(req_state: Any) -> Any:
