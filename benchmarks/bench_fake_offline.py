@@ -27,13 +27,14 @@ Per process: one warm-up call (not measured), then the calls; caller-thread CPU
 (``time.thread_time``), wall, and process CPU (user+sys of all threads) until the telemetry was
 flushed (export included). Prints one JSON line.
 
-``--paired CYCLES``: uninstrumented and native alternating within one process instead, because
+``--paired CYCLES``: uninstrumented and native (or bridge) alternating within one process instead, because
 one process's speed differs from the next by up to 20% here, which is larger than the overhead of
 a one-prompt call: ``--requests`` requests in ``2 x CYCLES`` blocks, one LLM (stats on), each cycle a
 block without and a block with ``VllmInstrumentor().instrument()`` (undone after the block; the
 order alternates from one cycle to the next), after one warm-up block of each. Per cycle, caller
 CPU per request of the instrumented block minus the uninstrumented one's; the instrumented block's
-process CPU includes its ``force_flush()``.
+process CPU includes its ``force_flush()`` (for bridge, also the Python SDK providers' flush: one
+pair of providers serves every instrumented block of the process).
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def worker(config: str, batch: int, total: int, endpoint: str) -> dict:
     }
 
 
-def paired_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
+def paired_worker(config: str, batch: int, total: int, cycles: int, endpoint: str) -> dict:
     os.environ.setdefault("OTEL_SERVICE_NAME", "bench-fake-offline")
     os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, total + batch + 1))
     put_fake_vllm_on_path()
@@ -226,6 +227,15 @@ def paired_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
     from vllm import LLM, SamplingParams
 
     instrumentor = VllmInstrumentor()
+    # Bridge: one pair of Python SDK providers for the process, given to every instrument(); each
+    # instrumented block is flushed through them too, so its process CPU includes their export.
+    providers = _python_sdk_providers(endpoint) if config == "bridge" else None
+    options = {"endpoint": endpoint}
+    flushes = [lambda: force_flush(120)]
+    if providers is not None:
+        tracer_provider, meter_provider = providers
+        options = {"delivery": "bridge", "tracer_provider": tracer_provider, "meter_provider": meter_provider}
+        flushes += [lambda: tracer_provider.force_flush(120_000), lambda: meter_provider.force_flush(120_000)]
     llm = LLM(model="bench-model", disable_log_stats=False)
     params = SamplingParams(max_tokens=16)
     prompts = [f"prompt number {i} is about benchmarks" for i in range(batch)]
@@ -234,13 +244,14 @@ def paired_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
     def block(instrumented: bool) -> tuple[float, float]:
         """(caller CPU, process CPU) per request, µs."""
         if instrumented:
-            instrumentor.instrument(skip_dep_check=True, endpoint=endpoint)
+            instrumentor.instrument(skip_dep_check=True, **options)
         cpu0, proc0 = time.thread_time_ns(), time.process_time_ns()
         for _ in range(calls):
             llm.generate(prompts, params, use_tqdm=False)
         cpu1 = time.thread_time_ns()
         if instrumented:
-            force_flush(120)
+            for flush in flushes:
+                flush()
         proc1 = time.process_time_ns()
         if instrumented:
             instrumentor.uninstrument()
@@ -268,9 +279,9 @@ def main() -> None:
     parser.add_argument("--paired", type=int, metavar="CYCLES", help="alternate with uninstrumented in one process")
     args = parser.parse_args()
     if args.paired:
-        if args.config != "native":
-            parser.error("--paired alternates native with uninstrumented")
-        print(json.dumps(paired_worker(args.batch, args.requests, args.paired, args.endpoint)))
+        if args.config not in ("native", "bridge"):
+            parser.error("--paired alternates native or bridge with uninstrumented")
+        print(json.dumps(paired_worker(args.config, args.batch, args.requests, args.paired, args.endpoint)))
         return
     print(json.dumps(worker(args.config, args.batch, args.requests, args.endpoint)))
 

