@@ -60,6 +60,47 @@ fn span_name(operation_name: &Name, model: Option<&Name>) -> Name {
     name
 }
 
+/// The header of the request spans of the last (operation, provider, model) names: without a
+/// parent, shared by the calls that repeat them (each call's batches carry its span as their parent,
+/// see `Pipeline::record_requests_under`). A header made per call was freed by the recorder thread,
+/// which then took the caller's glibc arena lock (README, *Profile and fixes*, tenth round).
+static LAST_REQUEST_HEADER: Mutex<Option<Arc<BatchHeader>>> = Mutex::new(None);
+
+fn request_header(
+    operation_name: Name,
+    provider_name: Name,
+    model: Option<Name>,
+) -> Arc<BatchHeader> {
+    let same = |a: &Option<Name>, b: &Option<Name>| match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    let mut last = LAST_REQUEST_HEADER.lock();
+    if let Some(header) = last.as_ref() {
+        if Arc::ptr_eq(&header.operation_name, &operation_name)
+            && Arc::ptr_eq(&header.provider_name, &provider_name)
+            && same(&header.request_model, &model)
+        {
+            return header.clone();
+        }
+    }
+    let header = Arc::new(BatchHeader {
+        operation_name,
+        provider_name,
+        response_model: model.clone(),
+        request_model: model,
+        parent: None,
+        span_kind: SpanKind::Internal,
+        attributes: Arc::from([]),
+    });
+    // The one replaced is dropped after the lock is released (it holds no Python object).
+    let replaced = last.replace(header.clone());
+    drop(last);
+    drop(replaced);
+    header
+}
+
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
 pub struct Operation {
     /// As the shim gave them: its slow paths read them back.
@@ -72,7 +113,8 @@ pub struct Operation {
     trace_id: u128,
     span_id: u64,
     trace_flags: u8,
-    /// The header of this call's request spans: parented to this span, without request attributes.
+    /// The header of this call's request spans, without request attributes and without a parent:
+    /// shared with other calls of the same names; their parent is this span (`span_parent`).
     pub header: Arc<BatchHeader>,
     /// The parent of this span, in the core's form.
     parent_context: Option<ParentContext>,
@@ -244,20 +286,7 @@ impl Operation {
             &span_name(&operation_name, request_model.as_ref()),
             SpanKind::Internal,
         );
-        let header = BatchHeader {
-            operation_name,
-            provider_name,
-            response_model: request_model.clone(),
-            request_model,
-            parent: Some(ParentContext {
-                trace_id,
-                span_id,
-                trace_flags,
-                is_remote: false,
-            }),
-            span_kind: SpanKind::Internal,
-            attributes: Arc::from([]),
-        };
+        let header = request_header(operation_name, provider_name, request_model);
         Ok(Operation {
             name: name.clone().unbind(),
             model: model.clone().unbind(),
@@ -268,7 +297,7 @@ impl Operation {
             trace_id,
             span_id,
             trace_flags,
-            header: Arc::new(header),
+            header,
             parent_context,
             request_count: AtomicUsize::new(0),
             outstanding: AtomicUsize::new(0),
@@ -309,6 +338,16 @@ impl Operation {
             attributes: Vec::new(),
         };
         pipeline.record_operation(record)
+    }
+
+    /// This call's span as the parent of its request spans.
+    pub fn span_parent(&self) -> ParentContext {
+        ParentContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            trace_flags: self.trace_flags,
+            is_remote: false,
+        }
     }
 
     /// One more request of this call (registered in the core).

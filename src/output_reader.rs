@@ -29,7 +29,9 @@ use smallvec::SmallVec;
 use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::interned;
 use crate::pending_requests::PendingRequests;
-use crate::records::{self, BatchHeader, FinishReasons, RequestRecord, RequestRecords, Timings};
+use crate::records::{
+    self, BatchHeader, FinishReasons, ParentContext, RequestRecord, RequestRecords, Timings,
+};
 use crate::request_stats::{StatsFields, StatsReader};
 use crate::state;
 
@@ -207,8 +209,9 @@ impl OutputReader {
                 .append(output)
         };
         let requests = requests.get();
-        // Records grouped by their header (one per operation and parameters object).
-        let mut groups: SmallVec<[(Arc<BatchHeader>, RequestRecords); 2]> = SmallVec::new();
+        // Records grouped by their header and parent (one per operation and parameters object).
+        let mut groups: SmallVec<[(Arc<BatchHeader>, ParentContext, RequestRecords); 2]> =
+            SmallVec::new();
         // A getattr can run Python code, and with it another thread's read of this reader: that
         // one must not wait for this lock (it holds the GIL this thread needs), so it converts
         // afresh instead.
@@ -238,12 +241,16 @@ impl OutputReader {
             match self.read_record(&output, request_id, entry.added_ns, end_ns, conversions) {
                 Ok(record) => {
                     let header = &entry.parameters.header;
-                    match groups.iter_mut().find(|g| Arc::ptr_eq(&g.0, header)) {
-                        Some(group) => group.1.push(record),
+                    let parent = entry.parent();
+                    match groups
+                        .iter_mut()
+                        .find(|g| Arc::ptr_eq(&g.0, header) && g.1 == parent)
+                    {
+                        Some(group) => group.2.push(record),
                         None => {
                             let mut records = RequestRecords::with_capacity(outputs.len());
                             records.push(record);
-                            groups.push((header.clone(), records));
+                            groups.push((header.clone(), parent, records));
                         }
                     }
                 }
@@ -254,8 +261,8 @@ impl OutputReader {
             }
         }
         if let Some(pipeline) = state::current() {
-            for (header, requests) in groups {
-                pipeline.record_requests(header, requests);
+            for (header, parent, requests) in groups {
+                pipeline.record_requests_under(header, Some(parent), requests);
             }
         }
         Ok(leftovers)

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use opentelemetry::KeyValue;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -31,7 +32,7 @@ use crate::clock::Clock;
 use crate::current_operation;
 use crate::known_attributes::KnownAttributes;
 use crate::operation::Operation;
-use crate::records::BatchHeader;
+use crate::records::{BatchHeader, ParentContext};
 use crate::spans;
 
 /// (engine identity, request id): vLLM's request ids are unique per engine, not per process.
@@ -50,6 +51,40 @@ pub struct Parameters {
     pub header: Arc<BatchHeader>,
 }
 
+/// The last request header made by merging attributes into an operation's header: (the
+/// operation's header, the attributes, the merged header). Headers have no parent (each batch
+/// carries its call's), so calls with the same names and parameter values share one.
+type MergedHeader = Option<(Arc<BatchHeader>, Arc<[KeyValue]>, Arc<BatchHeader>)>;
+
+/// `base` with `own` attributes merged in (a request's own attributes win, as in `spans.rs`): the
+/// last one made if made of the very same two, else a new one (kept for the next call).
+fn merged_header(
+    base: &Arc<BatchHeader>,
+    own: &Arc<[KeyValue]>,
+    last: &Mutex<MergedHeader>,
+) -> Arc<BatchHeader> {
+    if let Some((b, o, merged)) = last.lock().as_ref() {
+        if Arc::ptr_eq(b, base) && Arc::ptr_eq(o, own) {
+            return merged.clone();
+        }
+    }
+    let mut header = BatchHeader::clone(base);
+    header.attributes = if header.attributes.is_empty() {
+        own.clone()
+    } else {
+        let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
+        spans::merge_attributes(&mut merged, &header.attributes, own);
+        merged.into()
+    };
+    let header = Arc::new(header);
+    // The one replaced is dropped after the lock is released (it holds no Python object).
+    let replaced = last
+        .lock()
+        .replace((base.clone(), own.clone(), header.clone()));
+    drop(replaced);
+    header
+}
+
 /// The parameters of a request of `operation`: those of the last request registered if they are
 /// the same objects, else their attributes (the shim's `request_attributes`, or the same as the
 /// last call's, see `known_attributes.rs`) merged into its header.
@@ -59,6 +94,7 @@ fn parameters(
     lora_request: &Bound<'_, PyAny>,
     priority: &Bound<'_, PyAny>,
     known: &KnownAttributes,
+    last_merged: &Mutex<MergedHeader>,
 ) -> PyResult<Arc<Parameters>> {
     let same = |p: &Parameters| {
         p.params.as_ptr() == params.as_ptr()
@@ -80,15 +116,7 @@ fn parameters(
     let header = if own.is_empty() {
         operation.header.clone()
     } else {
-        let mut header = BatchHeader::clone(&operation.header);
-        header.attributes = if header.attributes.is_empty() {
-            own.clone()
-        } else {
-            let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
-            spans::merge_attributes(&mut merged, &header.attributes, own);
-            merged.into()
-        };
-        Arc::new(header)
+        merged_header(&operation.header, own, last_merged)
     };
     let parameters = Arc::new(Parameters {
         params: params.clone().unbind(),
@@ -111,6 +139,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The parent of the request's span: its call's (the header, shared by calls, has none).
+    pub fn parent(&self) -> ParentContext {
+        self.operation.get().span_parent()
+    }
+
     /// Gives back an entry the reader took but cannot record: into the shim's dict, in its layout.
     pub fn hand_to_shim(
         self,
@@ -150,6 +183,7 @@ pub struct PendingRequests {
     /// The shim's attribute reader (`_vllm.request_attributes`), and what it made of the last
     /// parameters it read.
     known_attributes: KnownAttributes,
+    last_merged: Mutex<MergedHeader>,
     active: AtomicBool,
 }
 
@@ -176,6 +210,7 @@ impl PendingRequests {
                 sampling_fields,
                 lora_fields,
             ),
+            last_merged: Mutex::new(None),
             active: AtomicBool::new(true),
         })
     }
@@ -283,7 +318,14 @@ impl PendingRequests {
             Err(_) => CompactString::from(request_id.str()?.to_str()?),
         };
         let core = operation.get();
-        let parameters = parameters(core, params, lora_request, priority, &self.known_attributes)?;
+        let parameters = parameters(
+            core,
+            params,
+            lora_request,
+            priority,
+            &self.known_attributes,
+            &self.last_merged,
+        )?;
         let added_ns = self.clock.now_ns(py)?;
         core.count_request();
         core.outstanding.fetch_add(1, Ordering::AcqRel);

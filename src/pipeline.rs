@@ -29,7 +29,7 @@ use crate::engine_state::EngineStates;
 use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
 use crate::hdr::{LatencyStore, Percentiles};
 use crate::metrics::{Instruments, MeasurementBuffer, NativeInstruments};
-use crate::records::{BatchHeader, OperationRecord, RequestRecords};
+use crate::records::{BatchHeader, OperationRecord, ParentContext, RequestRecords};
 use crate::semconv as sc;
 use crate::spans::SpanFactory;
 use crate::work_queue::WorkQueue;
@@ -40,8 +40,12 @@ const SPAN_QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// How long the recorder lets work accumulate after a burst (see `Recorder::run`).
 const COALESCE_WINDOW: Duration = Duration::from_millis(1);
 
+// The batch is the large variant on purpose: a one-prompt call's record is held inline, so
+// enqueueing it allocates nothing the recorder thread would then free.
+#[allow(clippy::large_enum_variant)]
 enum Work {
-    Requests(Arc<BatchHeader>, RequestRecords),
+    /// A batch, with the parent of its spans where it is not the header's (see `record_requests_under`).
+    Requests(Arc<BatchHeader>, Option<ParentContext>, RequestRecords),
     Operation(OperationRecord),
     /// Answered once everything enqueued before it has been recorded.
     Sync(mpsc::SyncSender<()>),
@@ -157,13 +161,13 @@ impl Recorder {
     fn handle(&mut self, work: Work) -> bool {
         {
             match work {
-                Work::Requests(header, requests) => {
+                Work::Requests(header, parent, requests) => {
                     self.queued_requests
                         .fetch_sub(requests.len(), Ordering::AcqRel);
                     self.instruments
                         .record_requests(&header, &requests, &mut self.hdr.lock());
                     if self.span_processor.is_some() {
-                        let batch = self.spans.request_batch(&header);
+                        let batch = self.spans.request_batch(&header, parent);
                         for request in &requests {
                             if let Some(span) = self.spans.batch_request_span(&batch, request) {
                                 self.submit(span);
@@ -435,6 +439,19 @@ impl Pipeline {
 
     /// Enqueues a batch; returns how many requests were accepted (0 or all of them).
     pub fn record_requests(&self, header: Arc<BatchHeader>, requests: RequestRecords) -> usize {
+        self.record_requests_under(header, None, requests)
+    }
+
+    /// `record_requests` for a header many calls share (its names and attributes), each batch with
+    /// its own call's span as `parent` (replacing the header's): the caller allocates no header per
+    /// call, and so the recorder thread frees none of the caller's (glibc then takes the caller's
+    /// arena lock: see README, *Profile and fixes*, tenth round).
+    pub fn record_requests_under(
+        &self,
+        header: Arc<BatchHeader>,
+        parent: Option<ParentContext>,
+        requests: RequestRecords,
+    ) -> usize {
         let n = requests.len();
         if n == 0 {
             return 0;
@@ -455,7 +472,7 @@ impl Pipeline {
             });
             return 0;
         }
-        if self.send(Work::Requests(header, requests)) {
+        if self.send(Work::Requests(header, parent, requests)) {
             n
         } else {
             self.queued_requests.fetch_sub(n, Ordering::AcqRel);

@@ -87,11 +87,14 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// The parent of this request's span: its own when it has one, else the batch header's.
-    pub fn parent<'a>(&'a self, header: &'a BatchHeader) -> Option<&'a ParentContext> {
+    /// The parent of this request's span: its own when it has one, else its batch's.
+    pub fn parent<'a>(
+        &'a self,
+        batch_parent: Option<&'a ParentContext>,
+    ) -> Option<&'a ParentContext> {
         match &self.own_parent {
             Some(own) => own.as_ref(),
-            None => header.parent.as_ref(),
+            None => batch_parent,
         }
     }
 

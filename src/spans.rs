@@ -263,12 +263,20 @@ impl SpanFactory {
     /// What every request span of one batch shares, computed once per batch: the span name, the
     /// header's names as attributes (static strings where interned, so each span's copy is neither
     /// an allocation nor a shared reference count) and the header parent's context for the sampler.
-    pub fn request_batch<'a>(&self, header: &'a BatchHeader) -> RequestBatch<'a> {
+    /// `parent`, where given, replaces the header's (a header shared by many calls, each batch
+    /// under its own call's span: see `Pipeline::record_requests_under`).
+    pub fn request_batch<'a>(
+        &self,
+        header: &'a BatchHeader,
+        parent: Option<ParentContext>,
+    ) -> RequestBatch<'a> {
         let names = self.shared_names(header.names());
+        let parent = parent.or(header.parent);
         RequestBatch {
             header,
             names,
-            header_context: Self::parent_context(header.parent.as_ref()),
+            parent,
+            header_context: Self::parent_context(parent.as_ref()),
             others_keys: self.others_keys(&header.attributes),
         }
     }
@@ -276,7 +284,7 @@ impl SpanFactory {
     /// The span of one request, or `None` when the sampler drops it.
     #[cfg(test)]
     pub fn request_span(&self, header: &BatchHeader, request: &RequestRecord) -> Option<SpanData> {
-        self.batch_request_span(&self.request_batch(header), request)
+        self.batch_request_span(&self.request_batch(header, None), request)
     }
 
     /// The span of one request of a prepared batch, or `None` when the sampler drops it.
@@ -286,7 +294,7 @@ impl SpanFactory {
         request: &RequestRecord,
     ) -> Option<SpanData> {
         let header = batch.header;
-        let parent = request.parent(header);
+        let parent = request.parent(batch.parent.as_ref());
         let trace_id = parent
             .map(|p| p.trace_id)
             .or(request.trace_id)
@@ -416,6 +424,8 @@ impl SpanFactory {
 pub struct RequestBatch<'a> {
     header: &'a BatchHeader,
     names: Arc<SharedNames>,
+    /// The parent of the batch's spans (the header's, or the one the batch came with).
+    parent: Option<ParentContext>,
     header_context: Option<Context>,
     /// Bit i: the key of the header's attribute i is none the core sets on a request span, so a
     /// span keeps that attribute without comparing keys.
@@ -557,6 +567,35 @@ mod tests {
         assert_eq!(span.span_context.trace_id(), TraceId::from(0xccc_u128));
         assert_eq!(span.span_context.span_id(), SpanId::from(0x77_u64));
         assert_eq!(span.parent_span_id, SpanId::INVALID);
+    }
+
+    #[test]
+    fn a_batch_parent_replaces_the_header_parent_and_yields_to_the_request_own() {
+        // A shared header (no parent, or a stale one) with each call's span given beside it.
+        let factory = SpanFactory::new(&SamplerConfig::ParentBasedAlwaysOn);
+        let parent = |trace_id: u128, span_id: u64| ParentContext {
+            trace_id,
+            span_id,
+            trace_flags: 1,
+            is_remote: false,
+        };
+        let call = parent(0xaaa, 0x1);
+        for shared in [header(None), header(Some(parent(0xddd, 0x9)))] {
+            let batch = factory.request_batch(&shared, Some(call));
+            let span = factory.batch_request_span(&batch, &request()).unwrap();
+            assert_eq!(span.span_context.trace_id(), TraceId::from(0xaaa_u128));
+            assert_eq!(span.parent_span_id, SpanId::from(0x1_u64));
+            let mut record = request();
+            record.own_parent = Some(Some(parent(0xbbb, 0x2)));
+            let span = factory.batch_request_span(&batch, &record).unwrap();
+            assert_eq!(span.span_context.trace_id(), TraceId::from(0xbbb_u128));
+            assert_eq!(span.parent_span_id, SpanId::from(0x2_u64));
+        }
+        // Without one, the header's parent stands.
+        let own_parent = header(Some(call));
+        let batch = factory.request_batch(&own_parent, None);
+        let span = factory.batch_request_span(&batch, &request()).unwrap();
+        assert_eq!(span.parent_span_id, SpanId::from(0x1_u64));
     }
 
     #[test]

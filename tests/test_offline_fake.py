@@ -249,6 +249,31 @@ def test_generate_batch_under_an_app_span(app_tracer, instrument, http_receiver)
 
 
 @BOTH_VERSIONS
+def test_calls_with_the_same_names_and_parameters_parent_their_requests_to_their_own_span(instrument, http_receiver):
+    # The core shares one request-span header (names, attributes) between such calls and gives each
+    # call's batches its own span as parent: no request may end up under another call's span.
+    instrument()
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(MODEL)
+    params = SamplingParams(max_tokens=2)
+    for prompts in (["a"], ["b", "c"], ["d"], ["e"]):
+        llm.generate(prompts, params)
+    llm.generate(["f"], SamplingParams(max_tokens=3))  # other values: another header
+    got = exported(http_receiver)
+    operations = sorted(got.operations, key=lambda s: s.span.start_time_unix_nano)
+    children = [[s for s in got.requests.values() if s.parent_span_id == o.span_id] for o in operations]
+    assert [len(c) for c in children] == [1, 2, 1, 1, 1]
+    assert sum(len(c) for c in children) == len(got.requests)
+    for operation, requests in zip(operations, children, strict=True):
+        for request in requests:
+            assert request.trace_id == operation.trace_id
+            assert request.span.start_time_unix_nano >= operation.span.start_time_unix_nano
+            assert request.span.end_time_unix_nano <= operation.span.end_time_unix_nano
+    assert [r.attributes["gen_ai.request.max_tokens"] for c in children for r in c] == [2, 2, 2, 2, 2, 3]
+
+
+@BOTH_VERSIONS
 def test_each_call_takes_the_parent_current_at_that_call(app_tracer, instrument, http_receiver):
     # The parent is resolved once per context object and reused while the same context is current:
     # calls alternating between no span, two spans and a nested one each get their own.
