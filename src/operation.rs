@@ -39,52 +39,39 @@ pub fn reserve_span_context(
     }
 }
 
-/// The span name the sampler is given for the last (operation name, model) pair: calls repeat it,
-/// and formatting it anew cost about a tenth of starting an operation (measured with callgrind).
-static LAST_SPAN_NAME: Mutex<Option<(Name, Option<Name>, Name)>> = Mutex::new(None);
-
-fn span_name(operation_name: &Name, model: Option<&Name>) -> Name {
-    let mut last = LAST_SPAN_NAME.lock();
-    if let Some((operation, known_model, name)) = last.as_ref() {
-        let same_model = match (known_model, model) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if Arc::ptr_eq(operation, operation_name) && same_model {
-            return name.clone();
-        }
-    }
-    let name = Name::from(spans::span_name(operation_name, model.map(|m| &**m)));
-    *last = Some((operation_name.clone(), model.cloned(), name.clone()));
-    name
-}
-
-/// The header of the request spans of the last (operation, provider, model) names: without a
-/// parent, shared by the calls that repeat them (each call's batches carry its span as their parent,
-/// see `Pipeline::record_requests_under`). A header made per call was freed by the recorder thread,
-/// which then took the caller's glibc arena lock (README, *Profile and fixes*, tenth round).
-static LAST_REQUEST_HEADER: Mutex<Option<Arc<BatchHeader>>> = Mutex::new(None);
-
-fn request_header(
-    operation_name: Name,
-    provider_name: Name,
-    model: Option<Name>,
-) -> Arc<BatchHeader> {
-    let same = |a: &Option<Name>, b: &Option<Name>| match (a, b) {
+/// The very same name objects (the shim's names are interned, so calls that repeat them pass the
+/// same ones).
+fn same_objects(a: Option<&Name>, b: Option<&Name>) -> bool {
+    match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
         _ => false,
-    };
-    let mut last = LAST_REQUEST_HEADER.lock();
-    if let Some(header) = last.as_ref() {
+    }
+}
+
+/// What the calls of the last (operation, provider, model) names share: the header of their
+/// request spans, without a parent (each call's batches carry its span as their parent, see
+/// `Pipeline::record_requests_under`), and the span name the sampler is given. Made per call, the
+/// header was freed by the recorder thread, which then took the caller's glibc arena lock
+/// (README, *Profile and fixes*, eleventh round), and formatting the span name cost about a tenth
+/// of starting an operation (callgrind).
+static LAST_CALL_NAMES: Mutex<Option<(Arc<BatchHeader>, Name)>> = Mutex::new(None);
+
+fn call_names(
+    operation_name: Name,
+    provider_name: Name,
+    model: Option<Name>,
+) -> (Arc<BatchHeader>, Name) {
+    let mut last = LAST_CALL_NAMES.lock();
+    if let Some((header, span_name)) = last.as_ref() {
         if Arc::ptr_eq(&header.operation_name, &operation_name)
             && Arc::ptr_eq(&header.provider_name, &provider_name)
-            && same(&header.request_model, &model)
+            && same_objects(header.request_model.as_ref(), model.as_ref())
         {
-            return header.clone();
+            return (header.clone(), span_name.clone());
         }
     }
+    let span_name = Name::from(spans::span_name(&operation_name, model.as_deref()));
     let header = Arc::new(BatchHeader {
         operation_name,
         provider_name,
@@ -94,11 +81,11 @@ fn request_header(
         span_kind: SpanKind::Internal,
         attributes: Arc::from([]),
     });
-    // The one replaced is dropped after the lock is released (it holds no Python object).
-    let replaced = last.replace(header.clone());
+    // The ones replaced are dropped after the lock is released (they hold no Python object).
+    let replaced = last.replace((header.clone(), span_name.clone()));
     drop(last);
     drop(replaced);
-    header
+    (header, span_name)
 }
 
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
@@ -197,7 +184,8 @@ impl Operation {
 
     /// This span as the parent of request spans, in a batch header's form.
     fn as_parent(&self) -> (u128, u64, u8, bool) {
-        (self.trace_id, self.span_id, self.trace_flags, false)
+        let p = self.span_parent();
+        (p.trace_id, p.span_id, p.trace_flags, p.is_remote)
     }
 
     #[getter]
@@ -281,12 +269,9 @@ impl Operation {
         let provider_name = interned::name(provider_name)?.unwrap_or_else(|| Name::from(""));
         let request_model = interned::name(model)?;
         let parent_context = records::parent(parent)?;
-        let (trace_id, span_id, trace_flags) = reserve_span_context(
-            parent_context.as_ref(),
-            &span_name(&operation_name, request_model.as_ref()),
-            SpanKind::Internal,
-        );
-        let header = request_header(operation_name, provider_name, request_model);
+        let (header, span_name) = call_names(operation_name, provider_name, request_model);
+        let (trace_id, span_id, trace_flags) =
+            reserve_span_context(parent_context.as_ref(), &span_name, SpanKind::Internal);
         Ok(Operation {
             name: name.clone().unbind(),
             model: model.clone().unbind(),
