@@ -23,94 +23,37 @@ frames (its merge of native and Python stacks), so it is not used.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from common import median_interval, run_worker, wilson_interval
+from common import run_worker
+from in_situ import (
+    RATE_HZ,
+    cpu_by_name,
+    loads_together,
+    machine_busy_s,
+    ours_cpu,
+    recorded,
+    share_line,
+    thread_cpu,
+    thread_cpu_since,
+)
 
-# Frames that are this instrumentation's (or run only because of it): its package, the forwarding
-# functions it generates (their file name), OpenTelemetry's API and SDK, wrapt.
-OURS = re.compile(r"/opentelemetry/|/wrapt/|<opentelemetry-instrumentation-vllm ")
-# The standard library's frames are skipped: they count to whoever called them.
-STANDARD_LIBRARY = re.compile(r"/lib/python3\.\d+/(?!site-packages/)|^<frozen ")
-# The core's native threads (recorder, flush), the OpenTelemetry SDK's (batch span processor, periodic
-# metric reader) and its exporters' HTTP/gRPC runtimes; Linux keeps 15 characters of a thread's name.
-OUR_THREADS = ("otel-vllm", "OpenTelemetry.", "reqwest-intern", "tokio-runtime")
-RATE_HZ = 500
 # Profiled loads: the share is taken per load, and their median reported. A rare long event inside one
 # line (a full garbage collection, a few hundred ms here; the VM's vCPU descheduled) lands in whichever
 # function runs then, and in one load of several it moves that load's share, not the median.
 LOADS = 12
 
 
-def attribute_samples(raw: str, main_thread_id: int) -> dict:
-    """py-spy ``--format raw --threads`` output: the main thread's samples, the instrumentation's among
-    them, and its functions by samples."""
-    main = ours = 0
-    functions: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        thread, *frames = stack.split(";")
-        if not (thread.startswith(f"thread ({main_thread_id})") or thread.endswith("MainThread")):
-            continue
-        main += int(count)
-        for frame in reversed(frames):
-            path = frame[frame.rfind("(") + 1 :].rsplit(":", 1)[0].rstrip(")")
-            if OURS.search(path):
-                ours += int(count)
-                functions[frame[: frame.rfind(" (")]] += int(count)
-                break
-            if STANDARD_LIBRARY.search(path):
-                continue
-            break
-    return {"main_samples": main, "our_samples": ours, "functions": functions.most_common(6)}
-
-
-def _threads(pid: int) -> dict[int, tuple[str, float]]:
-    """tid -> (name, CPU seconds) of a process's live threads (schedstat: nanoseconds)."""
-    threads = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            name = (task / "comm").read_text().strip()
-            threads[int(task.name)] = (name, int((task / "schedstat").read_text().split()[0]) / 1e9)
-    return threads
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds all CPUs spent busy since boot (/proc/stat: all but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def _profiled_load(spy: str, pid: int, client: list[str], env) -> dict:
     """One load with py-spy recording the API server; its samples, attributed."""
-    raw = Path(f"/tmp/otel-vllm-bench-profile-{pid}.txt")
-    command = [spy, "record", "--gil", "--threads", "--full-filenames", "--format", "raw"]
-    command += ["--rate", str(RATE_HZ), "--output", str(raw), "--pid", str(pid)]
-    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1)  # attached
-        if recorder.poll() is not None:
-            raise RuntimeError(f"py-spy: {recorder.stderr.read().strip()[-200:]}")
+    samples: dict = {}
+    with recorded(spy, pid, samples):
         run_worker(client, env)
-    finally:
-        recorder.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
-        recorder.wait(60)
-    try:
-        return attribute_samples(raw.read_text(), pid)
-    finally:
-        raw.unlink(missing_ok=True)
+    return samples
 
 
 def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, concurrency: int, tokens: int):
@@ -123,32 +66,20 @@ def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, 
     ]
     # CPU times from a second load without py-spy: every sample stops the process, and each of its
     # threads then spends CPU on the stop (about 0.2 s per thread over such a load here, idle ones too).
-    threads0, busy0, wall0 = _threads(pid), _machine_busy_s(), time.monotonic()
+    threads0, busy0, wall0 = thread_cpu(pid), machine_busy_s(), time.monotonic()
     result = run_worker([*client, "--requests", str(requests), *sizes], env)
-    threads1, busy1, wall1 = _threads(pid), _machine_busy_s(), time.monotonic()
-    delta = {tid: (name, cpu - threads0.get(tid, (name, 0.0))[1]) for tid, (name, cpu) in threads1.items()}
+    delta, busy1, wall1 = thread_cpu_since(pid, threads0), machine_busy_s(), time.monotonic()
     return {
-        "shares": [p["our_samples"] / p["main_samples"] for p in profiles if p["main_samples"]],
-        "main_samples": sum(p["main_samples"] for p in profiles),
-        "our_samples": sum(p["our_samples"] for p in profiles),
-        "functions": sum((Counter(dict(p["functions"])) for p in profiles), Counter()).most_common(6),
+        **loads_together(profiles),
         "requests": requests,
         "tokens": result["tokens"],
         "wall": wall1 - wall0,
         "machine_busy": busy1 - busy0,
         "main_cpu": delta.get(pid, ("", 0.0))[1],
         "process_cpu": sum(cpu for _, cpu in delta.values()),
-        "our_threads_cpu": sum(cpu for name, cpu in delta.values() if name.startswith(OUR_THREADS)),
-        "threads": _by_name(delta.values()),
+        "our_threads_cpu": ours_cpu(delta.values()),
+        "threads": cpu_by_name(delta.values()),
     }
-
-
-def _by_name(threads) -> list[tuple[str, float]]:
-    """CPU seconds per thread name (threads of a pool share one), busiest first."""
-    totals: Counter[str] = Counter()
-    for name, cpu in threads:
-        totals[name] += cpu
-    return [(name, cpu) for name, cpu in totals.most_common() if cpu >= 0.01]
 
 
 def profile_table(result: dict, concurrency: int, tokens: int) -> list[str]:
@@ -158,16 +89,8 @@ def profile_table(result: dict, concurrency: int, tokens: int) -> list[str]:
     ]
     if "error" in result:
         return lines + [f"not measured: {result['error']}"]
-    main, ours, shares = result["main_samples"], result["our_samples"], result["shares"]
-    share = statistics.median(shares)
-    low, high = median_interval(shares)
-    pooled_low, pooled_high = wilson_interval(ours, main)
-    lines.append(
-        f"instrumentation's share of the API server's GIL-holding samples: median {100 * share:.2f}% over "
-        f"{len(shares)} loads (95% interval of the median {100 * low:.2f}-{100 * high:.2f}%; per load "
-        f"{', '.join(f'{100 * x:.2f}' for x in shares)}); all loads pooled {100 * ours / max(main, 1):.2f}% "
-        f"({ours} of {main}, Wilson 95% {100 * pooled_low:.2f}-{100 * pooled_high:.2f}%)"
-    )
+    share, line = share_line(result, "the API server")
+    lines.append(line)
     per_request_main = share * result["main_cpu"] / result["requests"] * 1e6
     per_request_threads = result["our_threads_cpu"] / result["requests"] * 1e6
     ours_cpu = share * result["main_cpu"] + result["our_threads_cpu"]
