@@ -245,12 +245,11 @@ def main() -> None:
     import real_vllm
     import sinks
 
-    python, why = real_vllm.find_venv(args.vllm_venv)
-    if python is None:
+    prepared, why = real_vllm.prepare(args.vllm_venv)
+    if prepared is None:
         print(f"skipped: {why}")
         return
-    env = real_vllm.worker_environment(real_vllm.overlay_site())
-    model = real_vllm.build_model(python, env)
+    python, env, model = prepared
     with sinks.sink("http") as http, sinks.sink("grpc", str(python)) as grpc:
         results = measure(
             python, env, model, {"http": http, "grpc": grpc}, args.rounds, args.calls, args.prompts, args.tokens

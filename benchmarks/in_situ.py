@@ -22,9 +22,11 @@ import dis
 import gc
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import types
 from collections import Counter
@@ -41,6 +43,10 @@ STANDARD_LIBRARY = re.compile(r"/lib/python3\.\d+/(?!site-packages/)|^<frozen ")
 # metric reader) and its exporters' HTTP/gRPC runtimes; Linux keeps 15 characters of a thread's name.
 OUR_THREADS = ("otel-vllm", "OpenTelemetry.", "reqwest-intern", "tokio-runtime")
 RATE_HZ = 500
+# Profiled loads: the share is taken per load, and their median reported. A rare long event inside one
+# line (a full garbage collection, a few hundred ms in a vLLM process; the VM's vCPU descheduled) lands in
+# whichever function runs then, and in one load of several it moves that load's share, not the median.
+LOADS = 12
 # The file name of the functions the instrumentation generates (_forwarding.py), and the name under
 # which they call the method they replace.
 GENERATED_FILE = "<opentelemetry-instrumentation-vllm "
@@ -67,6 +73,12 @@ def lines_calling_originals() -> list[str]:
                 if instruction.argval == ORIGINAL_NAME:
                     found.add(f"{code.co_filename}:{positions.lineno if positions else line}")
     return sorted(found)
+
+
+def py_spy() -> str | None:
+    """The py-spy executable (benchmarks/requirements.txt): on the PATH or beside this Python's."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return spy if Path(spy).exists() else None
 
 
 def attribute_samples(raw: str, main_thread_id: int, not_ours: frozenset[str] = frozenset()) -> dict:

@@ -27,28 +27,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
 
 from common import ROOT, cpu_waker, run_worker
 from in_situ import (
+    LOADS,
     RATE_HZ,
     cpu_by_name,
     lines_calling_originals,
     loads_together,
     machine_busy_s,
     ours_cpu,
+    py_spy,
     recorded,
     share_line,
     thread_cpu,
     thread_cpu_since,
 )
-
-# Profiled loads (each a twelfth of the calls): the share is taken per load and their median reported,
-# so a rare long event in one line (a full garbage collection, a descheduled vCPU) moves one load only.
-LOADS = 12
 
 
 def profile_worker(model: str, endpoint: str, spy: str, calls: int, prompts: int, tokens: int) -> dict:
@@ -99,8 +95,8 @@ def profile_worker(model: str, endpoint: str, spy: str, calls: int, prompts: int
 
 
 def measure_profile(python, env, model, endpoint, calls: int, prompts: int, tokens: int) -> dict:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
+    spy = py_spy()
+    if spy is None:
         return {"error": "py-spy is not installed (benchmarks/requirements.txt)"}
     command = [str(python), __file__, "--worker", model, endpoint, spy]
     command += ["--calls", str(calls), "--prompts", str(prompts), "--tokens", str(tokens)]
@@ -166,12 +162,11 @@ def main() -> None:
     import real_vllm
     import sinks
 
-    python, why = real_vllm.find_venv(args.vllm_venv)
-    if python is None:
+    prepared, why = real_vllm.prepare(args.vllm_venv)
+    if prepared is None:
         print(f"skipped: {why}")
         return
-    env = real_vllm.worker_environment(real_vllm.overlay_site())
-    model = real_vllm.build_model(python, env)
+    python, env, model = prepared
     with sinks.sink("http") as http, cpu_waker():
         result = measure_profile(python, env, model, http, args.calls, args.prompts, args.tokens)
     print("\n".join(profile_table(result, args.prompts, args.tokens)))

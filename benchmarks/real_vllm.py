@@ -64,3 +64,13 @@ def build_model(python: Path, env: dict[str, str]) -> str:
     directory = Path(tempfile.gettempdir()) / "otel-vllm-bench-model"
     command = [str(python), str(ROOT / "tests" / "real" / "tiny_model.py"), str(directory)]
     return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
+
+
+def prepare(explicit: str | None) -> tuple[tuple[Path, dict[str, str], str] | None, str]:
+    """(the vLLM venv's python, the workers' environment, the tiny model's directory), or None and why
+    not: what every benchmark of real vLLM needs first (``explicit``: a venv directory, see find_venv)."""
+    python, why = find_venv(explicit)
+    if python is None:
+        return None, why
+    env = worker_environment(overlay_site())
+    return (python, env, build_model(python, env)), ""

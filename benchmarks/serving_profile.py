@@ -23,29 +23,24 @@ frames (its merge of native and Python stacks), so it is not used.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from common import run_worker
 from in_situ import (
+    LOADS,
     RATE_HZ,
     cpu_by_name,
     loads_together,
     machine_busy_s,
     ours_cpu,
+    py_spy,
     recorded,
     share_line,
     thread_cpu,
     thread_cpu_since,
 )
-
-# Profiled loads: the share is taken per load, and their median reported. A rare long event inside one
-# line (a full garbage collection, a few hundred ms here; the VM's vCPU descheduled) lands in whichever
-# function runs then, and in one load of several it moves that load's share, not the median.
-LOADS = 12
 
 
 def _profiled_load(spy: str, pid: int, client: list[str], env) -> dict:
@@ -114,8 +109,8 @@ def measure_profile(python, env, model, endpoint, requests: int, concurrency: in
     """Profiles one instrumented server (the same launcher as the alternation's): see ``profile_load``."""
     from bench_vllm_serving import TOGGLED_SERVER, running_server
 
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
+    spy = py_spy()
+    if spy is None:
         return {"error": "py-spy is not installed (benchmarks/requirements.txt)"}
     try:
         with running_server(python, env, model, "instrumented", endpoint, TOGGLED_SERVER) as (base_url, proc):

@@ -233,11 +233,10 @@ def targets_fake(summary, batches, configs) -> list[str]:
 def real_setup(args):
     import real_vllm
 
-    python, why = real_vllm.find_venv(args.vllm_venv)
-    if python is None:
+    prepared, why = real_vllm.prepare(args.vllm_venv)
+    if prepared is None:
         return None, why
-    env = real_vllm.worker_environment(real_vllm.overlay_site())
-    model = real_vllm.build_model(python, env)
+    python, env, model = prepared
     return (python, env, model, real_vllm.vllm_version(python)), ""
 
 
