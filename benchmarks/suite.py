@@ -1,6 +1,6 @@
 """The benchmark suite: overhead of this instrumentation side by side with the alternatives.
 
-    python benchmarks/suite.py                 # everything (tox -e bench); about 30-40 min on 2 cores
+    python benchmarks/suite.py                 # everything (tox -e bench); about 40-60 min on 2 cores
     python benchmarks/suite.py --smoke         # tiny sizes, sections 1 and 4 (CI runs this)
     python benchmarks/suite.py --sections 1,4 --requests 100000 --rounds 5
 
