@@ -47,15 +47,13 @@ RATE_HZ = 500
 # line (a full garbage collection, a few hundred ms in a vLLM process; the VM's vCPU descheduled) lands in
 # whichever function runs then, and in one load of several it moves that load's share, not the median.
 LOADS = 12
-# The file name of the functions the instrumentation generates (_forwarding.py), and the name under
-# which they call the method they replace.
-GENERATED_FILE = "<opentelemetry-instrumentation-vllm "
-ORIGINAL_NAME = "_otel_vllm_original"
 
 
 def lines_calling_originals() -> list[str]:
     """``file:line`` of every line of this process's generated forwarding functions that calls the method
     it replaces (found in their bytecode), as py-spy names the line."""
+    from opentelemetry.instrumentation.vllm._forwarding import GENERATED_FILE, ORIGINAL_NAME
+
     found = set()
     for function in gc.get_objects():
         if not (isinstance(function, types.FunctionType) and function.__code__.co_filename.startswith(GENERATED_FILE)):
@@ -138,7 +136,7 @@ def recorded(spy: str, pid: int, samples: dict, not_ours: frozenset[str] = froze
         raw.unlink(missing_ok=True)
 
 
-def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """tid -> (name, CPU seconds) of a process's live threads (schedstat: nanoseconds)."""
     threads = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -148,28 +146,37 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return threads
 
 
-def thread_cpu_since(pid: int, before: dict[int, tuple[str, float]]) -> dict[int, tuple[str, float]]:
-    """tid -> (name, CPU seconds since ``before``, a ``thread_cpu`` of the same process)."""
-    return {tid: (name, cpu - before.get(tid, (name, 0.0))[1]) for tid, (name, cpu) in thread_cpu(pid).items()}
-
-
-def machine_busy_s() -> float:
+def _machine_busy_s() -> float:
     """CPU seconds all CPUs spent busy since boot (/proc/stat: all but idle and iowait)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def ours_cpu(threads) -> float:
-    """CPU seconds of the instrumentation's own threads among ``threads`` ((name, seconds) pairs)."""
-    return sum(cpu for name, cpu in threads if name.startswith(OUR_THREADS))
-
-
-def cpu_by_name(threads) -> list[tuple[str, float]]:
+def _cpu_by_name(threads) -> list[tuple[str, float]]:
     """CPU seconds per thread name (threads of a pool share one), busiest first."""
     totals: Counter[str] = Counter()
     for name, cpu in threads:
         totals[name] += cpu
     return [(name, cpu) for name, cpu in totals.most_common() if cpu >= 0.01]
+
+
+@contextlib.contextmanager
+def cpu_measured(pid: int, result: dict):
+    """While the block runs, the CPU of process ``pid`` (whose main thread's id is ``pid``) and of the
+    machine; then ``result`` holds ``wall``, ``machine_busy``, ``main_cpu``, ``process_cpu``,
+    ``our_threads_cpu`` (the instrumentation's own threads) and ``threads`` (CPU by thread name), in
+    seconds."""
+    before, busy0, wall0 = _thread_cpu(pid), _machine_busy_s(), time.monotonic()
+    yield
+    delta = [(tid, name, cpu - before.get(tid, (name, 0.0))[1]) for tid, (name, cpu) in _thread_cpu(pid).items()]
+    result.update(
+        wall=time.monotonic() - wall0,
+        machine_busy=_machine_busy_s() - busy0,
+        main_cpu=sum(cpu for tid, _, cpu in delta if tid == pid),
+        process_cpu=sum(cpu for _, _, cpu in delta),
+        our_threads_cpu=sum(cpu for _, name, cpu in delta if name.startswith(OUR_THREADS)),
+        threads=_cpu_by_name((name, cpu) for _, name, cpu in delta),
+    )
 
 
 def loads_together(profiles: list[dict]) -> dict:
@@ -178,7 +185,7 @@ def loads_together(profiles: list[dict]) -> dict:
         "shares": [p["our_samples"] / p["main_samples"] for p in profiles if p["main_samples"]],
         "main_samples": sum(p["main_samples"] for p in profiles),
         "our_samples": sum(p["our_samples"] for p in profiles),
-        "at_original_calls": sum(p.get("at_original_calls", 0) for p in profiles),
+        "at_original_calls": sum(p["at_original_calls"] for p in profiles),
         "functions": sum((Counter(dict(p["functions"])) for p in profiles), Counter()).most_common(6),
     }
 

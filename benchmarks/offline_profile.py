@@ -34,16 +34,12 @@ from common import ROOT, cpu_waker, run_worker
 from in_situ import (
     LOADS,
     RATE_HZ,
-    cpu_by_name,
+    cpu_measured,
     lines_calling_originals,
     loads_together,
-    machine_busy_s,
-    ours_cpu,
     py_spy,
     recorded,
     share_line,
-    thread_cpu,
-    thread_cpu_since,
 )
 
 
@@ -68,27 +64,22 @@ def profile_worker(model: str, endpoint: str, spy: str, calls: int, prompts: int
         profiles.append(samples)
     force_flush(30)  # what the profiled loads made is exported before the count starts
     exported0 = get_stats().get("spans_exported", 0)
-    threads0, busy0, wall0 = thread_cpu(pid), machine_busy_s(), time.monotonic()
+    measured: dict = {}
     calls_wall = 0.0
-    for _ in range(calls):
-        start = time.perf_counter()
-        llm.generate(batch, params, use_tqdm=False)
-        calls_wall += time.perf_counter() - start
-    force_flush(30)
-    delta, busy1, wall1 = thread_cpu_since(pid, threads0), machine_busy_s(), time.monotonic()
+    with cpu_measured(pid, measured):
+        for _ in range(calls):
+            start = time.perf_counter()
+            llm.generate(batch, params, use_tqdm=False)
+            calls_wall += time.perf_counter() - start
+        force_flush(30)
     stats = get_stats()
     return {
         **loads_together(profiles),
+        **measured,
         "lines_calling_originals": len(not_ours),
         "calls": calls,
         "requests": calls * prompts,
         "calls_wall": calls_wall,
-        "wall": wall1 - wall0,
-        "machine_busy": busy1 - busy0,
-        "main_cpu": delta.get(pid, ("", 0.0))[1],
-        "process_cpu": sum(cpu for _, cpu in delta.values()),
-        "our_threads_cpu": ours_cpu(delta.values()),
-        "threads": cpu_by_name(delta.values()),
         "spans_exported": stats.get("spans_exported", 0) - exported0,
         "dropped": stats.get("spans_dropped", 0),
     }

@@ -24,22 +24,17 @@ frames (its merge of native and Python stacks), so it is not used.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from common import run_worker
 from in_situ import (
     LOADS,
     RATE_HZ,
-    cpu_by_name,
+    cpu_measured,
     loads_together,
-    machine_busy_s,
-    ours_cpu,
     py_spy,
     recorded,
     share_line,
-    thread_cpu,
-    thread_cpu_since,
 )
 
 
@@ -61,20 +56,10 @@ def profile_load(python, env, base_url: str, pid: int, spy: str, requests: int, 
     ]
     # CPU times from a second load without py-spy: every sample stops the process, and each of its
     # threads then spends CPU on the stop (about 0.2 s per thread over such a load here, idle ones too).
-    threads0, busy0, wall0 = thread_cpu(pid), machine_busy_s(), time.monotonic()
-    result = run_worker([*client, "--requests", str(requests), *sizes], env)
-    delta, busy1, wall1 = thread_cpu_since(pid, threads0), machine_busy_s(), time.monotonic()
-    return {
-        **loads_together(profiles),
-        "requests": requests,
-        "tokens": result["tokens"],
-        "wall": wall1 - wall0,
-        "machine_busy": busy1 - busy0,
-        "main_cpu": delta.get(pid, ("", 0.0))[1],
-        "process_cpu": sum(cpu for _, cpu in delta.values()),
-        "our_threads_cpu": ours_cpu(delta.values()),
-        "threads": cpu_by_name(delta.values()),
-    }
+    measured: dict = {}
+    with cpu_measured(pid, measured):
+        load = run_worker([*client, "--requests", str(requests), *sizes], env)
+    return {**loads_together(profiles), **measured, "requests": requests, "tokens": load["tokens"]}
 
 
 def profile_table(result: dict, concurrency: int, tokens: int) -> list[str]:

@@ -11,6 +11,8 @@ import dis
 import sys
 from pathlib import Path
 
+from opentelemetry.instrumentation.vllm._forwarding import _PREFIX, GENERATED_FILE, ORIGINAL_NAME
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -37,14 +39,14 @@ def test_samples_at_the_call_of_vllm_own_method_are_not_the_instrumentation_s(in
 
     step = LLMEngine.step
     file = step.__code__.co_filename
-    calls_original = _line_loading(step, in_situ.ORIGINAL_NAME)
-    reports = _line_loading(step, "_otel_vllm_report")
+    calls_original = _line_loading(step, ORIGINAL_NAME)
+    reports = _line_loading(step, f"{_PREFIX}report")
     assert calls_original != reports
 
     not_ours = frozenset(in_situ.lines_calling_originals())
     assert f"{file}:{calls_original}" in not_ours
     assert f"{file}:{reports}" not in not_ours
-    assert all(line.startswith(in_situ.GENERATED_FILE) for line in not_ours)
+    assert all(line.startswith(GENERATED_FILE) for line in not_ours)
 
     caller = "_run_engine (/venv/lib/python3.11/site-packages/vllm/entrypoints/llm.py:1700)"
     vllm_step = "step (/venv/lib/python3.11/site-packages/vllm/v1/engine/llm_engine.py:290)"

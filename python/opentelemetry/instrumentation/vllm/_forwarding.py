@@ -22,6 +22,10 @@ from typing import Any
 
 # Names the generated source uses besides the parameters; a parameter with this prefix is refused.
 _PREFIX = "_otel_vllm_"
+# The name under which a generated function calls the method it replaces, and the start of the file
+# name its frames carry (tracebacks; the benchmarks' in-situ profile finds these functions by it).
+ORIGINAL_NAME = f"{_PREFIX}original"
+GENERATED_FILE = "<opentelemetry-instrumentation-vllm forwarding "
 _FORWARDABLE = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
@@ -193,7 +197,7 @@ class _Signature:
 
     def __init__(self, original: Any, parameters: list[inspect.Parameter]) -> None:
         self.original = original
-        self.namespace: dict[str, Any] = {f"{_PREFIX}original": original}
+        self.namespace: dict[str, Any] = {ORIGINAL_NAME: original}
         self.names = {p.name for p in parameters}
         self.self_name = parameters[0].name
         declared, passed = [], []
@@ -235,6 +239,6 @@ class _Signature:
         name = self.original.__name__
         source = f"def {name}({self.declared}):\n{body}"
         # A file name that says where a traceback's frame comes from.
-        code = compile(source, f"<opentelemetry-instrumentation-vllm forwarding {self.original.__qualname__}>", "exec")
+        code = compile(source, f"{GENERATED_FILE}{self.original.__qualname__}>", "exec")
         exec(code, self.namespace)  # noqa: S102 - source built from identifiers and generated names only
         return self.namespace[name]
