@@ -35,6 +35,9 @@ order alternates from one cycle to the next), after one warm-up block of each. P
 CPU per request of the instrumented block minus the uninstrumented one's; the instrumented block's
 process CPU includes its ``force_flush()`` (for bridge, also the Python SDK providers' flush: one
 pair of providers serves every instrumented block of the process).
+
+``--decompose CYCLES`` (native only): native taken apart within one process, uninstrumented blocks
+alternating with the PARTS configurations below (``decomposed_worker``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import alternated
 
@@ -270,6 +274,96 @@ def paired_worker(config: str, batch: int, total: int, cycles: int, endpoint: st
     }
 
 
+# Section 1's decomposition of the overhead (``--decompose``): which callbacks of the generated
+# functions around LLM.generate, LLMEngine.add_request and LLMEngine.step are real in each configuration.
+# The others are ``"".format``: a C function that takes any arguments and does next to nothing (begin
+# returns "", so end is called as with a real operation), cheaper than any real callback.
+PARTS = {
+    "hooks": (),  # the generated functions alone: frames, forwarding, a trivial call per callback
+    "operation": ("begin", "end"),  # + the LLM call's operation span (begun, ended, recorded)
+    "full": ("begin", "end", "report"),  # + the requests' registration and finished outputs' reading
+}
+
+
+def _generated_functions(*objects) -> list[tuple[type, str, Any]]:
+    """(class, name, generated function) of each of this project's generated replacements of a method of
+    ``objects``, found on the class in their MRO that holds it."""
+    from opentelemetry.instrumentation.vllm._forwarding import GENERATED_FILE
+
+    found = []
+    for obj in objects:
+        for owner in type(obj).__mro__:
+            for name, function in vars(owner).items():
+                code = getattr(function, "__code__", None)
+                if code is not None and code.co_filename.startswith(GENERATED_FILE):
+                    found.append((owner, name, function))
+    return found
+
+
+def decomposed_worker(batch: int, total: int, cycles: int, endpoint: str) -> dict:
+    """Uninstrumented blocks and the PARTS configurations alternating in one process (the order rotating
+    from one cycle to the next): per configuration, the caller CPU per request of each cycle's block
+    minus that cycle's uninstrumented block's. One instrument(); an uninstrumented block puts vLLM's
+    own methods back on their classes, the others put the generated functions back with the
+    configuration's callbacks."""
+    from opentelemetry.instrumentation.vllm._forwarding import callback_global
+
+    os.environ.setdefault("OTEL_SERVICE_NAME", "bench-fake-offline")
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, total + batch + 1))
+    put_fake_vllm_on_path()
+    from opentelemetry.instrumentation.vllm import VllmInstrumentor, force_flush, get_stats
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model="bench-model", disable_log_stats=False)
+    VllmInstrumentor().instrument(skip_dep_check=True, endpoint=endpoint)
+    generated = _generated_functions(llm, llm.llm_engine)
+    if not {"generate", "add_request", "step"} <= {name for _, name, _ in generated}:
+        raise RuntimeError(f"instrument() did not replace generate, add_request and step: {generated}")
+    trivial = "".format
+    real = {
+        (id(function), callback): function.__globals__[callback_global(callback)]
+        for _, _, function in generated
+        for callback in ("begin", "end", "report")
+        if callback_global(callback) in function.__globals__
+    }
+    params = SamplingParams(max_tokens=16)
+    prompts = [f"prompt number {i} is about benchmarks" for i in range(batch)]
+    configs = ["uninstrumented", *PARTS]
+    calls = max(1, total // (len(configs) * cycles * batch))
+
+    def block(config: str) -> float:
+        """Caller CPU per request, µs."""
+        for owner, name, function in generated:
+            setattr(owner, name, function.__wrapped__ if config == "uninstrumented" else function)
+            for (function_id, callback), callable_ in real.items():
+                if function_id == id(function):
+                    kept = config != "uninstrumented" and callback in PARTS[config]
+                    function.__globals__[callback_global(callback)] = callable_ if kept else trivial
+        cpu0 = time.thread_time_ns()
+        for _ in range(calls):
+            llm.generate(prompts, params, use_tqdm=False)
+        cpu = time.thread_time_ns() - cpu0
+        if config == "full":
+            force_flush(120)
+        return cpu / (calls * batch) / 1e3
+
+    for config in configs:  # warm-up
+        block(config)
+    measured: dict[str, list[float]] = {config: [] for config in configs}
+    for cycle in range(cycles):
+        shift = cycle % len(configs)
+        for config in configs[shift:] + configs[:shift]:
+            measured[config].append(block(config))
+    stats = get_stats()
+    base = measured["uninstrumented"]
+    return {
+        "uninstrumented": base,
+        **{config: [m - b for m, b in zip(measured[config], base, strict=True)] for config in PARTS},
+        "requests_per_block": calls * batch,
+        "dropped": stats.get("spans_dropped", 0) + stats.get("requests_dropped", 0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config", choices=CONFIGS)
@@ -277,7 +371,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--paired", type=int, metavar="CYCLES", help="alternate with uninstrumented in one process")
+    parser.add_argument(
+        "--decompose", type=int, metavar="CYCLES", help="native's parts (PARTS) alternating with uninstrumented"
+    )
     args = parser.parse_args()
+    if args.decompose:
+        if args.config != "native":
+            parser.error("--decompose takes native apart")
+        print(json.dumps(decomposed_worker(args.batch, args.requests, args.decompose, args.endpoint)))
+        return
     if args.paired:
         if args.config not in ("native", "bridge"):
             parser.error("--paired alternates native or bridge with uninstrumented")

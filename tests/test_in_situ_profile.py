@@ -11,7 +11,7 @@ import dis
 import sys
 from pathlib import Path
 
-from opentelemetry.instrumentation.vllm._forwarding import _PREFIX, GENERATED_FILE, ORIGINAL_NAME
+from opentelemetry.instrumentation.vllm._forwarding import GENERATED_FILE, ORIGINAL_NAME, callback_global
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -40,7 +40,7 @@ def test_samples_at_the_call_of_vllm_own_method_are_not_the_instrumentation_s(in
     step = LLMEngine.step
     file = step.__code__.co_filename
     calls_original = _line_loading(step, ORIGINAL_NAME)
-    reports = _line_loading(step, f"{_PREFIX}report")
+    reports = _line_loading(step, callback_global("report"))
     assert calls_original != reports
 
     not_ours = frozenset(in_situ.lines_calling_originals())

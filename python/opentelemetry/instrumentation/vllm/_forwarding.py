@@ -29,6 +29,12 @@ GENERATED_FILE = "<opentelemetry-instrumentation-vllm forwarding "
 _FORWARDABLE = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
+def callback_global(callback: str) -> str:
+    """The name under which a generated function's namespace (its ``__globals__``) holds the callback
+    passed as ``callback`` ("report", "begin", "end", ...)."""
+    return f"{_PREFIX}{callback}"
+
+
 def forwarding_function(original: Any, report: Callable, reported: Sequence[str]) -> Callable | None:
     """A function with ``original``'s parameters that calls ``original`` with exactly the arguments it
     was given (each passed on explicitly, defaults being the original's own default objects) and,
@@ -182,7 +188,7 @@ def _generated(original: Any, callbacks: dict[str, Any], body: Callable[[_Signat
     signature = _Signature.of(original)
     if signature is None:
         return None
-    signature.namespace.update({f"{_PREFIX}{name}": callback for name, callback in callbacks.items()})
+    signature.namespace.update({callback_global(name): callback for name, callback in callbacks.items()})
     function = signature.define(body(signature))
     # A plain function that returns the original's coroutine still says it is a coroutine function
     # to inspect.iscoroutinefunction where Python can say so (3.12+); nothing in vLLM asks.
