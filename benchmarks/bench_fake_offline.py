@@ -283,6 +283,7 @@ PARTS = {
     "operation": ("begin", "end"),  # + the LLM call's operation span (begun, ended, recorded)
     "full": ("begin", "end", "report"),  # + the requests' registration and finished outputs' reading
 }
+CALLBACKS = PARTS["full"]
 
 
 def _generated_functions(*objects) -> list[tuple[type, str, Any]]:
@@ -320,12 +321,11 @@ def decomposed_worker(batch: int, total: int, cycles: int, endpoint: str) -> dic
     if not {"generate", "add_request", "step"} <= {name for _, name, _ in generated}:
         raise RuntimeError(f"instrument() did not replace generate, add_request and step: {generated}")
     trivial = "".format
-    real = {
-        (id(function), callback): function.__globals__[callback_global(callback)]
-        for _, _, function in generated
-        for callback in ("begin", "end", "report")
-        if callback_global(callback) in function.__globals__
-    }
+    hooked = []  # each generated function with its real callbacks, by the name it was given them under
+    for owner, name, function in generated:
+        names = function.__globals__
+        callbacks = {c: names[callback_global(c)] for c in CALLBACKS if callback_global(c) in names}
+        hooked.append((owner, name, function, callbacks))
     params = SamplingParams(max_tokens=16)
     prompts = [f"prompt number {i} is about benchmarks" for i in range(batch)]
     configs = ["uninstrumented", *PARTS]
@@ -333,12 +333,11 @@ def decomposed_worker(batch: int, total: int, cycles: int, endpoint: str) -> dic
 
     def block(config: str) -> float:
         """Caller CPU per request, µs."""
-        for owner, name, function in generated:
+        for owner, name, function, callbacks in hooked:
             setattr(owner, name, function.__wrapped__ if config == "uninstrumented" else function)
-            for (function_id, callback), callable_ in real.items():
-                if function_id == id(function):
-                    kept = config != "uninstrumented" and callback in PARTS[config]
-                    function.__globals__[callback_global(callback)] = callable_ if kept else trivial
+            for callback, real in callbacks.items():
+                kept = config != "uninstrumented" and callback in PARTS[config]
+                function.__globals__[callback_global(callback)] = real if kept else trivial
         cpu0 = time.thread_time_ns()
         for _ in range(calls):
             llm.generate(prompts, params, use_tqdm=False)
