@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt};
 
 use crate::attribute::{Attribute, Field};
-use crate::records::Name;
+use crate::record::Name;
 use crate::semconv as sc;
 use crate::state;
 

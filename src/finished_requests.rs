@@ -20,9 +20,8 @@ use pyo3::types::{PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
-use crate::interned;
 use crate::output_reader::optional_count;
-use crate::records::{self, BatchHeader, Name, RequestRecord, RequestRecords, Timings};
+use crate::record::{self, BatchHeader, Name, RequestRecord, RequestRecords, Timings};
 use crate::request_stats::{StatsFields, StatsReader};
 use crate::state;
 
@@ -83,8 +82,8 @@ impl FinishedRequestReader {
     ) -> PyResult<Self> {
         let name = |s: &str| Attribute::new(py, s);
         Ok(FinishedRequestReader {
-            provider: interned::name(provider)?.unwrap_or_else(|| Name::from("")),
-            model: interned::name(model)?,
+            provider: record::interned_name(provider)?.unwrap_or_else(|| Name::from("")),
+            model: record::interned_name(model)?,
             stats: name(stats),
             prompt_tokens: name(prompt_tokens),
             cached_tokens: name(cached_tokens),
@@ -136,7 +135,7 @@ impl FinishedRequestReader {
                 group.3.push(record);
                 continue;
             }
-            match interned::name(&operation) {
+            match record::interned_name(&operation) {
                 Ok(Some(name)) => {
                     groups.push((kind, operation, name, SmallVec::from_elem(record, 1)))
                 }
@@ -152,7 +151,7 @@ impl FinishedRequestReader {
                 request_model: self.model.clone(),
                 response_model: self.model.clone(),
                 parent: None,
-                span_kind: records::span_kind(kind),
+                span_kind: record::span_kind(kind),
                 attributes: Default::default(),
             };
             // One header per step and group, freed by the recorder thread.
@@ -172,7 +171,7 @@ impl FinishedRequestReader {
         let Ok((kind, operation, record)) = self.read(note, end_ns) else {
             return Ok(None);
         };
-        let fields = PyTuple::new(py, records::shim_layout(py, &record, true)?)?;
+        let fields = PyTuple::new(py, record::shim_layout(py, &record, true)?)?;
         Ok(Some(PyTuple::new(
             py,
             [
@@ -235,12 +234,12 @@ impl FinishedRequestReader {
         if !operation.is_instance_of::<PyString>() {
             return Err(Unclean);
         }
-        let parent = records::parent(&field(2)?).map_err(|_| Unclean)?;
+        let parent = record::parent(&field(2)?).map_err(|_| Unclean)?;
         let trace_id = optional_id::<u128>(&field(3)?)?;
         let span_id = optional_id::<u64>(&field(4)?)?;
         let kind = exact_int(&field(5)?)?;
         let added_ns = u64::try_from(exact_int(&field(6)?)?).map_err(|_| Unclean)?;
-        let attributes = records::attributes(&field(7)?).map_err(|_| Unclean)?;
+        let attributes = record::attributes(&field(7)?).map_err(|_| Unclean)?;
         let record = RequestRecord {
             response_id: Some(external_id.into()),
             span_id,
@@ -249,7 +248,10 @@ impl FinishedRequestReader {
             input_tokens,
             output_tokens,
             cached_input_tokens,
-            finish_reasons: Some(SmallVec::from_elem(interned::string_value(reason), 1)),
+            finish_reasons: Some(SmallVec::from_elem(
+                record::interned_string_value(reason),
+                1,
+            )),
             error_type: self
                 .error_types
                 .iter()

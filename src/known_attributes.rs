@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 use smallvec::SmallVec;
 
-use crate::records;
+use crate::record;
 
 /// How many types without every field are remembered (a process has one or two: pooling parameters).
 const MAX_PARTIAL_TYPES: usize = 8;
@@ -163,7 +163,7 @@ impl KnownAttributes {
             self.request_attributes
                 .bind(params.py())
                 .call1((params, lora_request, priority))?;
-        let converted: Arc<[KeyValue]> = records::attributes(&dict)?.into();
+        let converted: Arc<[KeyValue]> = record::attributes(&dict)?.into();
         if let Some(inputs) = inputs {
             let known = Arc::new(Known {
                 inputs,

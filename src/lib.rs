@@ -16,17 +16,15 @@ pub mod finished_requests;
 pub mod fork;
 pub mod hdr;
 pub mod ids;
-pub mod interned;
 pub mod known_attributes;
 pub mod metrics;
-pub mod name_sets;
 pub mod offline_calls;
 pub mod operation;
 pub mod otlp_span_encoder;
 pub mod output_reader;
 pub mod pending_requests;
 pub mod pipeline;
-pub mod records;
+pub mod record;
 pub mod request_stats;
 pub mod semconv;
 pub mod spans;
@@ -73,11 +71,11 @@ fn configure(
     };
     let resource = ResourceInput {
         python_sdk: python_resource
-            .map(records::attributes)
+            .map(record::attributes)
             .transpose()?
             .unwrap_or_default(),
         explicit: explicit_resource
-            .map(records::attributes)
+            .map(record::attributes)
             .transpose()?
             .unwrap_or_default(),
     };
@@ -113,15 +111,12 @@ fn new_span_context(
     request_model: Option<&Bound<'_, PyAny>>,
     span_kind: i64,
 ) -> PyResult<(u128, u64, u8)> {
-    let parent = records::parent(parent)?;
+    let parent = record::parent(parent)?;
     // Lossy like every other string the core reads: a lone surrogate must not raise.
-    let operation_name = records::opt_string(operation_name)?.unwrap_or_default();
-    let request_model = request_model
-        .map(records::opt_string)
-        .transpose()?
-        .flatten();
+    let operation_name = record::opt_string(operation_name)?.unwrap_or_default();
+    let request_model = request_model.map(record::opt_string).transpose()?.flatten();
     let (operation_name, request_model) = (operation_name.as_str(), request_model.as_deref());
-    let kind = records::span_kind(span_kind);
+    let kind = record::span_kind(span_kind);
     Ok(operation::reserve_span_context(
         parent.as_ref(),
         &spans::span_name(operation_name, request_model),
@@ -135,11 +130,11 @@ fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> P
     let Some(pipeline) = state::current() else {
         return Ok(0);
     };
-    let header = records::batch_header(header)?;
+    let header = record::batch_header(header)?;
     let mut parsed = Vec::with_capacity(requests.len());
     let mut invalid = 0u64;
     for item in requests.iter() {
-        match records::request_record(&item) {
+        match record::request_record(&item) {
             Ok(r) => parsed.push(r),
             Err(_) => invalid += 1,
         }
@@ -193,7 +188,7 @@ fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
     let Some(pipeline) = state::current() else {
         return Ok(false);
     };
-    let op = records::operation_record(operation)?;
+    let op = record::operation_record(operation)?;
     Ok(pipeline.record_operation(op))
 }
 
@@ -304,13 +299,13 @@ mod _core {
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-        m.add("REQUEST_RECORD_LEN", crate::records::REQUEST_RECORD_LEN)?;
+        m.add("REQUEST_RECORD_LEN", crate::record::REQUEST_RECORD_LEN)?;
         m.add(
             "REQUEST_RECORD_WITH_PARENT_LEN",
-            crate::records::REQUEST_RECORD_WITH_PARENT_LEN,
+            crate::record::REQUEST_RECORD_WITH_PARENT_LEN,
         )?;
-        m.add("BATCH_HEADER_LEN", crate::records::BATCH_HEADER_LEN)?;
-        m.add("OPERATION_RECORD_LEN", crate::records::OPERATION_RECORD_LEN)?;
+        m.add("BATCH_HEADER_LEN", crate::record::BATCH_HEADER_LEN)?;
+        m.add("OPERATION_RECORD_LEN", crate::record::OPERATION_RECORD_LEN)?;
         m.add(
             "ENGINE_METRICS",
             crate::engine_state::ENGINE_METRICS.to_vec(),

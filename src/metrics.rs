@@ -11,8 +11,7 @@ use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use crate::hdr::LatencyStore;
-use crate::name_sets::{NameSetRef, PerNameSet};
-use crate::records::{BatchHeader, OperationRecord, RequestRecord};
+use crate::record::{BatchHeader, NameSetRef, OperationRecord, PerNameSet, RequestRecord};
 use crate::semconv as sc;
 
 /// A histogram the core records.

@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 
 use crate::pending_requests::Parameters;
-use crate::records::{self, BatchHeader, Name, OperationRecord, ParentContext};
-use crate::{ids, interned, spans, state};
+use crate::record::{self, BatchHeader, Name, OperationRecord, ParentContext};
+use crate::{ids, spans, state};
 
 /// Reserves the context of a span named `name` (see `spans::span_name`) recorded later: (trace_id,
 /// span_id, trace_flags), sampled by the pipeline's sampler; ids that are never sampled when
@@ -132,7 +132,7 @@ impl Operation {
         core_reads: bool,
         start_ns: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let start_ns = records::nanos(start_ns)?;
+        let start_ns = record::nanos(start_ns)?;
         Operation::start(
             name,
             provider_name,
@@ -238,8 +238,8 @@ impl Operation {
         end_ns: &Bound<'_, PyAny>,
         error_type: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let end_unix_nanos = records::nanos(end_ns)?;
-        let error_type = error_type.map(records::opt_string).transpose()?.flatten();
+        let end_unix_nanos = record::nanos(end_ns)?;
+        let error_type = error_type.map(record::opt_string).transpose()?.flatten();
         Ok(self.finish(end_unix_nanos, error_type))
     }
 
@@ -265,10 +265,10 @@ impl Operation {
         core_reads: bool,
         start_ns: u64,
     ) -> PyResult<Self> {
-        let operation_name = interned::name(name)?.unwrap_or_else(|| Name::from(""));
-        let provider_name = interned::name(provider_name)?.unwrap_or_else(|| Name::from(""));
-        let request_model = interned::name(model)?;
-        let parent_context = records::parent(parent)?;
+        let operation_name = record::interned_name(name)?.unwrap_or_else(|| Name::from(""));
+        let provider_name = record::interned_name(provider_name)?.unwrap_or_else(|| Name::from(""));
+        let request_model = record::interned_name(model)?;
+        let parent_context = record::parent(parent)?;
         let (header, span_name) = call_names(operation_name, provider_name, request_model);
         let (trace_id, span_id, trace_flags) =
             reserve_span_context(parent_context.as_ref(), &span_name, SpanKind::Internal);

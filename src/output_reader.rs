@@ -27,9 +27,8 @@ use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
-use crate::interned;
 use crate::pending_requests::PendingRequests;
-use crate::records::{
+use crate::record::{
     self, BatchHeader, FinishReasons, ParentContext, RequestRecord, RequestRecords, Timings,
 };
 use crate::request_stats::{StatsFields, StatsReader};
@@ -73,7 +72,7 @@ impl Conversions {
         if let Some((_, value)) = self.reasons.iter().find(|(kept, _)| kept.is(reason)) {
             return value.clone();
         }
-        let value = interned::string_value(&reason.to_string_lossy());
+        let value = record::interned_string_value(&reason.to_string_lossy());
         if self.reasons.len() < MAX_KEPT_REASONS {
             self.reasons.push((reason.clone().unbind(), value.clone()));
         }
@@ -179,10 +178,7 @@ impl OutputReader {
         ) else {
             return Ok(None);
         };
-        Ok(Some(PyTuple::new(
-            py,
-            records::shim_layout(py, &r, false)?,
-        )?))
+        Ok(Some(PyTuple::new(py, record::shim_layout(py, &r, false)?)?))
     }
 }
 

@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::current_operation;
 use crate::known_attributes::KnownAttributes;
 use crate::operation::Operation;
-use crate::records::{BatchHeader, ParentContext};
+use crate::record::{BatchHeader, ParentContext};
 use crate::spans;
 
 /// (engine identity, request id): vLLM's request ids are unique per engine, not per process.

@@ -29,7 +29,7 @@ use crate::engine_state::EngineStates;
 use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
 use crate::hdr::{LatencyStore, Percentiles};
 use crate::metrics::{Instruments, MeasurementBuffer, NativeInstruments};
-use crate::records::{BatchHeader, OperationRecord, ParentContext, RequestRecords};
+use crate::record::{BatchHeader, OperationRecord, ParentContext, RequestRecords};
 use crate::semconv as sc;
 use crate::spans::SpanFactory;
 use crate::work_queue::WorkQueue;

@@ -12,7 +12,7 @@ use pyo3::types::PyFloat;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::output_reader::optional_count;
-use crate::records::Timings;
+use crate::record::Timings;
 
 /// A positive finite float (the shim's clean-stats test); anything else is unclean.
 fn positive_float(value: Field<'_>) -> Read<f64> {

@@ -20,9 +20,9 @@ use parking_lot::Mutex;
 
 use crate::config::SamplerConfig;
 use crate::ids;
-use crate::interned;
-use crate::name_sets::{NameSetRef, PerNameSet};
-use crate::records::{BatchHeader, OperationRecord, ParentContext, RequestRecord};
+use crate::record::{
+    self, BatchHeader, NameSetRef, OperationRecord, ParentContext, PerNameSet, RequestRecord,
+};
 use crate::semconv as sc;
 
 pub fn sampler_from_config(config: &SamplerConfig) -> Sampler {
@@ -151,7 +151,7 @@ impl SpanFactory {
         // new names must not use up the slots that attribute keys and finish reasons share.
         let make = |intern: bool| {
             let (operation, provider, request_model, response_model) = names;
-            let value = |text: &str| match intern.then(|| interned::interned(text)).flatten() {
+            let value = |text: &str| match intern.then(|| record::interned(text)).flatten() {
                 Some(kept) => Value::String(StringValue::from(kept)),
                 None => Value::String(StringValue::from(Arc::<str>::from(text))),
             };
@@ -165,7 +165,7 @@ impl SpanFactory {
                 attributes.push(KeyValue::new(sc::RESPONSE_MODEL, value(m)));
             }
             let span_name = span_name(operation, request_model.as_deref());
-            let span_name = match intern.then(|| interned::interned(&span_name)).flatten() {
+            let span_name = match intern.then(|| record::interned(&span_name)).flatten() {
                 Some(kept) => Cow::Borrowed(kept),
                 None => span_name,
             };
@@ -435,7 +435,7 @@ pub struct RequestBatch<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Timings;
+    use crate::record::Timings;
 
     fn header(parent: Option<ParentContext>) -> BatchHeader {
         BatchHeader {

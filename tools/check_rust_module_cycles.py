@@ -75,8 +75,9 @@ def strip_comments_and_strings(text: str) -> str:
 
 
 def expand_use_tree(tree: str) -> list[list[str]]:
-    """`a::{b, c::{d, e}}` -> [[a, b], [a, c, d], [a, c, e]]; `as` renames and globs dropped."""
-    tree = re.sub(r"\s+as\s+" + IDENT, "", tree)
+    """`a::{b, c::{d, e}}` -> [[a, b], [a, c, d], [a, c, e]]; globs dropped; `b as x` -> `b@x`."""
+    # `x as y`: kept as `x@y`, the path names x, the name it is known by is y.
+    tree = re.sub(r"\s+as\s+(" + IDENT + ")", r"@\1", tree)
     tree = re.sub(r"\s+", "", tree)
 
     def parse(s: str, prefix: list[str]) -> list[list[str]]:
@@ -138,9 +139,10 @@ class Crate:
                 for segs in expand_use_tree(m.group(1)):
                     if len(segs) < 2:
                         continue
+                    item, _, alias = segs[-1].partition("@")
                     target = self.resolve_segments(mod, segs[:-1])
                     if target is not None:
-                        table[segs[-1]] = target
+                        table[alias or item] = target + (item,)
             self.reexports[mod] = table
 
     def resolve_segments(self, here: tuple[str, ...], segs: list[str]) -> tuple[str, ...] | None:
@@ -182,9 +184,8 @@ class Crate:
         rest = path[len(mod) :]
         seen = 0
         while rest and rest[0] in self.reexports.get(mod, {}) and seen < 32:
+            # The re-exported item's own path (under its own name), then the rest.
             target = self.reexports[mod][rest[0]] + rest[1:]
-            # `target` names the item's module path + the rest; the item itself is rest[0].
-            target = self.reexports[mod][rest[0]] + (rest[0],) + rest[1:]
             mod = self.file_module(target)
             rest = target[len(mod) :]
             seen += 1
@@ -212,16 +213,27 @@ class Crate:
             return text.count("\n", 0, offset) + 1
 
         def add(here: tuple[str, ...], segs: list[str], offset: int) -> None:
+            segs = [seg.partition("@")[0] for seg in segs]
             path = self.resolve_segments(here, segs)
             if path is None:
                 return
             refs.append((self.target_file(path), line_of(offset)))
 
         use_spans = []
+        # Names a `use` binds to a path of this crate (`use crate::record::{self, Name}` binds
+        # `record` and `Name`), so that `record::parent(...)` further down resolves too.
+        bound: dict[str, tuple[str, ...]] = {}
         for m in re.finditer(r"\buse\s+([^;]+);", text):
             use_spans.append((m.start(), m.end()))
             for segs in expand_use_tree(m.group(1)):
                 add(module_at(m.start()), segs, m.start())
+                item, _, alias = segs[-1].partition("@") if segs else ("", "", "")
+                plain = [seg.partition("@")[0] for seg in segs]
+                if item == "self":
+                    plain, item = plain[:-1], plain[-2] if len(plain) > 1 else ""
+                path = self.resolve_segments(module_at(m.start()), plain)
+                if path is not None and (alias or item) not in ("self", "super", "crate", ""):
+                    bound[alias or item] = path
 
         in_use = lambda off: any(s <= off < e for s, e in use_spans)  # noqa: E731
         path_re = re.compile(r"(?<![\w:])((?:" + IDENT + r"\s*::\s*)+" + IDENT + r")")
@@ -230,6 +242,9 @@ class Crate:
                 continue
             segs = [s.strip() for s in m.group(1).split("::")]
             here = module_at(m.start())
+            if segs[0] in bound and segs[0] not in self.children.get(mod, set()):
+                refs.append((self.target_file(bound[segs[0]] + tuple(segs[1:])), line_of(m.start())))
+                continue
             if segs[0] in ("crate", "self", "super") or segs[0] in self.children.get(mod, set()):
                 # A bare `child::` path only names a child in the file that declares it.
                 if segs[0] not in ("crate", "self", "super") and len(here) != len(mod):

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use smallvec::SmallVec;
 
-use crate::records::{self, Name};
+use super::types::Name;
 
 /// At most this many distinct strings are kept (vLLM has five finish reasons; the shim writes a few
 /// dozen attribute keys). Past it, strings are reference-counted, as before.
@@ -100,9 +100,8 @@ pub fn name(obj: &Bound<'_, PyAny>) -> PyResult<Option<Name>> {
     {
         return Ok(Some(name.clone()));
     }
-    let Some(name) = records::opt_string(obj)?.map(Name::from) else {
-        return Ok(None);
-    };
+    // Lossy like `intake::opt_string` (None was handled above).
+    let name = Name::from(&*obj.cast::<PyString>()?.to_string_lossy());
     if obj.is_exact_instance_of::<PyString>() {
         let mut known = KNOWN_NAMES.lock();
         let evicted = (known.len() >= MAX_KNOWN_NAMES).then(|| known.remove(0));

@@ -1,6 +1,6 @@
 //! What the recorder keeps per set of names of a batch or an operation (operation, provider,
 //! request model, response model): the metric instruments bound to those attributes
-//! (`metrics.rs`), the span name and the names as span attributes (`spans.rs`).
+//! (`telemetry/metrics.rs`), the span name and the names as span attributes (`telemetry/spans.rs`).
 //!
 //! Consecutive batches nearly always carry the same names, as the very same objects
 //! (`interned::name`): the last set found is compared first, by pointer, so the usual lookup
@@ -9,13 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::records::Name;
+use super::types::{Name, NameSetRef};
 
 /// (operation, provider, request model, response model).
 pub type NameSet = (Name, Name, Option<Name>, Option<Name>);
-
-/// The names of a batch header or an operation record, borrowed.
-pub type NameSetRef<'a> = (&'a Name, &'a Name, &'a Option<Name>, &'a Option<Name>);
 
 /// The same name: usually the very same object, else the same text.
 fn same_name(a: &Name, b: &Name) -> bool {
