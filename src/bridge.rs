@@ -15,7 +15,7 @@ use opentelemetry_sdk::trace::SpanData;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::metrics::MeasurementGroup;
+use crate::telemetry::MeasurementGroup;
 
 /// The Python callables of the signals delivered through the application's providers.
 #[derive(Clone, Debug, Default)]

@@ -14,10 +14,7 @@ pub mod engine_state;
 pub mod exporters;
 pub mod finished_requests;
 pub mod fork;
-pub mod hdr;
-pub mod ids;
 pub mod known_attributes;
-pub mod metrics;
 pub mod offline_calls;
 pub mod operation;
 pub mod otlp_span_encoder;
@@ -26,9 +23,8 @@ pub mod pending_requests;
 pub mod pipeline;
 pub mod record;
 pub mod request_stats;
-pub mod semconv;
-pub mod spans;
 mod state;
+mod telemetry;
 pub mod work_queue;
 
 use std::collections::HashMap;
@@ -119,7 +115,7 @@ fn new_span_context(
     let kind = record::span_kind(span_kind);
     Ok(operation::reserve_span_context(
         parent.as_ref(),
-        &spans::span_name(operation_name, request_model),
+        &telemetry::span_name(operation_name, request_model),
         kind,
     ))
 }
@@ -252,7 +248,9 @@ fn latency_percentiles<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>
 #[pyfunction]
 fn latency_summary(py: Python<'_>) -> String {
     match state::built() {
-        Some(p) => py.detach(move || hdr::summary_table(&p.percentiles(Duration::from_secs(5)))),
+        Some(p) => {
+            py.detach(move || telemetry::summary_table(&p.percentiles(Duration::from_secs(5))))
+        }
         None => String::new(),
     }
 }
@@ -306,13 +304,10 @@ mod _core {
         )?;
         m.add("BATCH_HEADER_LEN", crate::record::BATCH_HEADER_LEN)?;
         m.add("OPERATION_RECORD_LEN", crate::record::OPERATION_RECORD_LEN)?;
-        m.add(
-            "ENGINE_METRICS",
-            crate::engine_state::ENGINE_METRICS.to_vec(),
-        )?;
+        m.add("ENGINE_METRICS", crate::telemetry::ENGINE_METRICS.to_vec())?;
         // (name, unit, description, bucket boundaries, integer) of every histogram, in the order
         // the metric bridge's indexes refer to.
-        let metrics: Vec<_> = crate::metrics::METRICS
+        let metrics: Vec<_> = crate::telemetry::METRICS
             .iter()
             .map(|s| (s.name, s.unit, s.description, s.buckets.to_vec(), s.integer))
             .collect();

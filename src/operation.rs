@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 
 use crate::pending_requests::Parameters;
 use crate::record::{self, BatchHeader, Name, OperationRecord, ParentContext};
-use crate::{ids, spans, state};
+use crate::{state, telemetry};
 
 /// Reserves the context of a span named `name` (see `spans::span_name`) recorded later: (trace_id,
 /// span_id, trace_flags), sampled by the pipeline's sampler; ids that are never sampled when
@@ -32,8 +32,10 @@ pub fn reserve_span_context(
     match state::current() {
         Some(p) => p.spans.new_span_context(parent, name, kind),
         None => (
-            parent.map(|p| p.trace_id).unwrap_or_else(ids::new_trace_id),
-            ids::new_span_id(),
+            parent
+                .map(|p| p.trace_id)
+                .unwrap_or_else(telemetry::new_trace_id),
+            telemetry::new_span_id(),
             0,
         ),
     }
@@ -71,7 +73,7 @@ fn call_names(
             return (header.clone(), span_name.clone());
         }
     }
-    let span_name = Name::from(spans::span_name(&operation_name, model.as_deref()));
+    let span_name = Name::from(telemetry::span_name(&operation_name, model.as_deref()));
     let header = Arc::new(BatchHeader {
         operation_name,
         provider_name,

@@ -33,7 +33,7 @@ use crate::current_operation;
 use crate::known_attributes::KnownAttributes;
 use crate::operation::Operation;
 use crate::record::{BatchHeader, ParentContext};
-use crate::spans;
+use crate::telemetry;
 
 /// (engine identity, request id): vLLM's request ids are unique per engine, not per process.
 pub type RequestKey = (usize, CompactString);
@@ -73,7 +73,7 @@ fn merged_header(
         own.clone()
     } else {
         let mut merged = Vec::with_capacity(header.attributes.len() + own.len());
-        spans::merge_attributes(&mut merged, &header.attributes, own);
+        telemetry::merge_attributes(&mut merged, &header.attributes, own);
         merged.into()
     };
     let header = Arc::new(header);

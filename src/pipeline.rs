@@ -25,13 +25,12 @@ use parking_lot::Mutex;
 use crate::bridge::{Bridges, PyCallback};
 use crate::config::{Config, ExporterKind, Protocol};
 use crate::diagnostics::{self, Counters};
-use crate::engine_state::EngineStates;
 use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
-use crate::hdr::{LatencyStore, Percentiles};
-use crate::metrics::{Instruments, MeasurementBuffer, NativeInstruments};
 use crate::record::{BatchHeader, OperationRecord, ParentContext, RequestRecords};
-use crate::semconv as sc;
-use crate::spans::SpanFactory;
+use crate::telemetry::{
+    EngineStates, Instruments, LatencyStore, MeasurementBuffer, NativeInstruments, Percentiles,
+    SpanFactory, INSTRUMENTATION_SCOPE,
+};
 use crate::work_queue::WorkQueue;
 
 /// How long the recorder waits for the exporter to make room in a full span queue.
@@ -370,7 +369,7 @@ impl Pipeline {
         }
         let meter_provider = meter_builder.build();
         let meter = meter_provider.meter_with_scope(
-            opentelemetry::InstrumentationScope::builder(sc::INSTRUMENTATION_SCOPE)
+            opentelemetry::InstrumentationScope::builder(INSTRUMENTATION_SCOPE)
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
         );

@@ -18,12 +18,12 @@ use opentelemetry_sdk::trace::{
 };
 use parking_lot::Mutex;
 
+use super::ids;
+use super::semconv as sc;
 use crate::config::SamplerConfig;
-use crate::ids;
 use crate::record::{
     self, BatchHeader, NameSetRef, OperationRecord, ParentContext, PerNameSet, RequestRecord,
 };
-use crate::semconv as sc;
 
 pub fn sampler_from_config(config: &SamplerConfig) -> Sampler {
     match *config {

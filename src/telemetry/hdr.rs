@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::metrics::{Metric, METRICS};
+use super::metric_table::{Metric, METRICS};
 
 /// 1 µs to 1 h at 3 significant digits: about 184 KiB per histogram, allocated once.
 const LOWEST_MICROS: u64 = 1;
@@ -143,7 +143,7 @@ mod tests {
         let a = &rows[0];
         assert_eq!(
             (a.metric, a.model.as_str(), a.count),
-            (crate::semconv::METRIC_TTFT, "a", 1000)
+            (crate::telemetry::semconv::METRIC_TTFT, "a", 1000)
         );
         // 3 significant digits: within 0.1% of the exact order statistic.
         assert!((a.p50 - 0.500).abs() < 0.0006, "{}", a.p50);

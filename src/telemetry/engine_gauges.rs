@@ -1,0 +1,199 @@
+//! Engine gauges: what the engine's scheduler reports once per step (running and waiting requests,
+//! KV-cache usage, preemptions), kept as each engine's latest state and observed by the SDK's
+//! gauges (or read by the metric bridge through `_core.engine_states`). Recorded on the caller's
+//! thread: one map update per step costs less than queueing it for the recorder. The states are
+//! read from vLLM's objects by `readers/engine_state.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opentelemetry::metrics::{AsyncInstrument, Meter};
+use opentelemetry::KeyValue;
+use parking_lot::Mutex;
+
+use super::semconv as sc;
+use crate::record::Name;
+
+/// One engine step's scheduler state; `None` where vLLM reported nothing.
+#[derive(Debug, Default, PartialEq)]
+pub struct EngineState {
+    pub provider: Name,
+    pub model: Option<Name>,
+    pub engine_index: i64,
+    pub running: Option<i64>,
+    pub waiting: Option<i64>,
+    pub kv_cache_usage: Option<f64>,
+    pub preemptions: Option<u64>,
+}
+
+/// One engine's latest state, and its preemptions since the process started.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatestState {
+    pub running: Option<i64>,
+    pub waiting: Option<i64>,
+    pub kv_cache_usage: Option<f64>,
+    pub preemptions: Option<u64>,
+}
+
+/// (provider, model, engine index): one engine of one frontend process.
+pub type EngineKey = (Name, Option<Name>, i64);
+
+type StateMap = Arc<Mutex<HashMap<EngineKey, LatestState>>>;
+
+/// (name, unit, description) of the engine metrics; the first three are gauges (two integer, one
+/// floating point), the last a monotonic counter. Python's metric bridge builds the same from this.
+pub const ENGINE_METRICS: [(&str, &str, &str); 4] = [
+    (
+        sc::METRIC_REQUESTS_RUNNING,
+        "{request}",
+        "Requests the engine is running (scheduled in the last step).",
+    ),
+    (
+        sc::METRIC_REQUESTS_WAITING,
+        "{request}",
+        "Requests waiting in the engine's queue.",
+    ),
+    (
+        sc::METRIC_KV_CACHE_USAGE,
+        "1",
+        "Fraction of the KV cache in use (0 to 1).",
+    ),
+    (
+        sc::METRIC_PREEMPTIONS,
+        "{preemption}",
+        "Requests the scheduler preempted.",
+    ),
+];
+
+pub fn engine_attributes(key: &EngineKey) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new(sc::PROVIDER_NAME, key.0.clone()),
+        KeyValue::new(sc::ENGINE_INDEX, key.2),
+    ];
+    if let Some(m) = &key.1 {
+        attributes.push(KeyValue::new(sc::REQUEST_MODEL, m.clone()));
+    }
+    attributes
+}
+
+/// The engines' latest states. Recording one step is a map update; the values are read when
+/// metrics are collected, by observable instruments (native export) or by the Python metric bridge.
+pub struct EngineStates {
+    latest: StateMap,
+}
+
+impl EngineStates {
+    /// `meter`: where to register the observable instruments (native export); `None` when the
+    /// metric bridge reads the states instead.
+    pub fn new(meter: Option<&Meter>) -> EngineStates {
+        let latest: StateMap = Arc::default();
+        if let Some(meter) = meter {
+            register_observers(meter, &latest);
+        }
+        EngineStates { latest }
+    }
+
+    pub fn record(&self, state: &EngineState) {
+        let key = (
+            state.provider.clone(),
+            state.model.clone(),
+            state.engine_index,
+        );
+        let mut latest = self.latest.lock();
+        let entry = latest.entry(key).or_default();
+        if state.running.is_some() {
+            entry.running = state.running;
+        }
+        if state.waiting.is_some() {
+            entry.waiting = state.waiting;
+        }
+        if state.kv_cache_usage.is_some() {
+            entry.kv_cache_usage = state.kv_cache_usage;
+        }
+        if let Some(n) = state.preemptions {
+            entry.preemptions = Some(entry.preemptions.unwrap_or(0) + n);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(EngineKey, LatestState)> {
+        let latest = self.latest.lock();
+        latest.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// A collection callback that observes one field of every engine's latest state.
+fn observe_field<T: Copy + 'static>(
+    latest: &StateMap,
+    field: fn(&LatestState) -> Option<T>,
+) -> impl Fn(&dyn AsyncInstrument<T>) + Send + Sync + 'static {
+    let map = latest.clone();
+    move |observer| {
+        for (key, state) in map.lock().iter() {
+            if let Some(v) = field(state) {
+                observer.observe(v, &engine_attributes(key));
+            }
+        }
+    }
+}
+
+fn register_observers(meter: &Meter, latest: &StateMap) {
+    // The SDK keeps the callbacks registered for the meter provider's lifetime.
+    let [running, waiting, usage, preemptions] = ENGINE_METRICS;
+    meter
+        .i64_observable_gauge(running.0)
+        .with_unit(running.1)
+        .with_description(running.2)
+        .with_callback(observe_field(latest, |s| s.running))
+        .build();
+    meter
+        .i64_observable_gauge(waiting.0)
+        .with_unit(waiting.1)
+        .with_description(waiting.2)
+        .with_callback(observe_field(latest, |s| s.waiting))
+        .build();
+    meter
+        .f64_observable_gauge(usage.0)
+        .with_unit(usage.1)
+        .with_description(usage.2)
+        .with_callback(observe_field(latest, |s| s.kv_cache_usage))
+        .build();
+    meter
+        .u64_observable_counter(preemptions.0)
+        .with_unit(preemptions.1)
+        .with_description(preemptions.2)
+        .with_callback(observe_field(latest, |s| s.preemptions))
+        .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(running: Option<i64>, usage: Option<f64>, preemptions: Option<u64>) -> EngineState {
+        EngineState {
+            provider: "vllm".into(),
+            model: Some("m".into()),
+            engine_index: 0,
+            running,
+            waiting: Some(2),
+            kv_cache_usage: usage,
+            preemptions,
+        }
+    }
+
+    #[test]
+    fn latest_values_are_kept_and_preemptions_add_up() {
+        let states = EngineStates::new(None);
+        states.record(&step(Some(3), Some(0.5), Some(1)));
+        states.record(&step(None, Some(0.25), Some(2)));
+        let snapshot = states.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        let (key, latest) = &snapshot[0];
+        assert_eq!(key, &(Name::from("vllm"), Some(Name::from("m")), 0));
+        // A step that reported no running count keeps the last one reported.
+        assert_eq!(latest.running, Some(3));
+        assert_eq!(latest.waiting, Some(2));
+        assert_eq!(latest.kv_cache_usage, Some(0.25));
+        assert_eq!(latest.preemptions, Some(3));
+    }
+}
