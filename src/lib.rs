@@ -5,19 +5,17 @@
 //! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
 
 mod attribute;
-pub mod bridge;
 pub mod clock;
 pub mod config;
 pub mod current_operation;
 pub mod diagnostics;
 pub mod engine_state;
-pub mod exporters;
+mod export;
 pub mod finished_requests;
 pub mod fork;
 pub mod known_attributes;
 pub mod offline_calls;
 pub mod operation;
-pub mod otlp_span_encoder;
 pub mod output_reader;
 pub mod pending_requests;
 pub mod pipeline;
@@ -34,8 +32,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::bridge::{Bridges, PyCallback};
 use crate::diagnostics::Counters;
+use crate::export::{Bridges, PyCallback};
 use crate::pipeline::ResourceInput;
 
 fn timeout(seconds: f64) -> Duration {

@@ -22,10 +22,11 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanData,
 use opentelemetry_sdk::Resource;
 use parking_lot::Mutex;
 
-use crate::bridge::{Bridges, PyCallback};
 use crate::config::{Config, ExporterKind, Protocol};
 use crate::diagnostics::{self, Counters};
-use crate::exporters::{self, CountingMetricExporter, CountingSpanExporter, SpanSink};
+use crate::export::{
+    self, Bridges, CountingMetricExporter, CountingSpanExporter, PyCallback, SpanSink,
+};
 use crate::record::{BatchHeader, OperationRecord, ParentContext, RequestRecords};
 use crate::telemetry::{
     EngineStates, Instruments, LatencyStore, MeasurementBuffer, NativeInstruments, Percentiles,
@@ -312,10 +313,9 @@ impl Pipeline {
             ExporterKind::Console => Some(Ok(SpanSink::Console(
                 opentelemetry_stdout::SpanExporter::default(),
             ))),
-            ExporterKind::Otlp => Some(exporters::otlp_span_exporter(
-                &config.traces,
-                runtime.as_ref(),
-            )),
+            ExporterKind::Otlp => {
+                Some(export::otlp_span_exporter(&config.traces, runtime.as_ref()))
+            }
         };
         let span_processor = match span_sink {
             None => None,
@@ -348,8 +348,8 @@ impl Pipeline {
         let metric_sink = match config.metrics_exporter {
             _ if bridges.metrics.is_some() => None,
             ExporterKind::None => None,
-            ExporterKind::Console => Some(Ok(exporters::console_metric_exporter(config))),
-            ExporterKind::Otlp => Some(exporters::otlp_metric_exporter(config, runtime.as_ref())),
+            ExporterKind::Console => Some(Ok(export::console_metric_exporter(config))),
+            ExporterKind::Otlp => Some(export::otlp_metric_exporter(config, runtime.as_ref())),
         };
         let mut meter_builder = SdkMeterProvider::builder().with_resource(resource);
         match metric_sink {

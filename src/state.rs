@@ -10,9 +10,9 @@ use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
-use crate::bridge::Bridges;
 use crate::config::Config;
 use crate::diagnostics;
+use crate::export::Bridges;
 use crate::pipeline::{Pipeline, ResourceInput};
 
 struct State {

@@ -16,10 +16,10 @@ use opentelemetry_sdk::metrics::Temporality as SdkTemporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
-use crate::bridge::PyCallback;
+use super::bridge::PyCallback;
+use super::otlp_span_encoder::{PreparedBody, ProtoSpanEncoder};
 use crate::config::{Compression, Config, OtlpConfig, Protocol, Temporality};
 use crate::diagnostics::{self, Counters};
-use crate::otlp_span_encoder::{PreparedBody, ProtoSpanEncoder};
 
 fn install_tls_provider() {
     // Process-wide for this library's own copy of rustls; an error only means it is already set.
