@@ -7,8 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt};
 
 use crate::attribute::{Attribute, Field};
+use crate::pipeline;
 use crate::record::Name;
-use crate::state;
 use crate::telemetry::EngineState;
 
 /// Reads an engine step's state from the objects vLLM's stat loggers get, by the attribute names
@@ -67,7 +67,7 @@ impl EngineStateRecorder {
         if scheduler_stats.is_none() && iteration_stats.is_none() {
             return false;
         }
-        let Some(pipeline) = state::current() else {
+        let Some(pipeline) = pipeline::current() else {
             return false;
         };
         pipeline

@@ -21,9 +21,9 @@ use smallvec::SmallVec;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::output_reader::optional_count;
+use crate::pipeline;
 use crate::record::{self, BatchHeader, Name, RequestRecord, RequestRecords, Timings};
 use crate::request_stats::{StatsFields, StatsReader};
-use crate::state;
 
 /// The shim's note of a finished request: (what was known when it was added, its request state,
 /// its finish reason, the iteration's end in seconds or None).
@@ -113,7 +113,7 @@ impl FinishedRequestReader {
         finished: &Bound<'py, PyList>,
         end_ns: u64,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let Some(pipeline) = state::current() else {
+        let Some(pipeline) = pipeline::current() else {
             return Ok(None);
         };
         let mut leftovers: Option<Bound<'py, PyList>> = None;

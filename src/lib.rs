@@ -18,12 +18,10 @@ pub mod offline_calls;
 pub mod operation;
 pub mod output_reader;
 pub mod pending_requests;
-pub mod pipeline;
+mod pipeline;
 pub mod record;
 pub mod request_stats;
-mod state;
 mod telemetry;
-pub mod work_queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,7 +72,7 @@ fn configure(
             .unwrap_or_default(),
     };
     let _ = py;
-    Ok(state::configure(
+    Ok(pipeline::configure(
         overrides.unwrap_or_default(),
         resource,
         bridges,
@@ -84,14 +82,16 @@ fn configure(
 /// Whether a pipeline is running (not disabled, not shut down).
 #[pyfunction]
 fn is_enabled() -> bool {
-    state::built().map(|p| !p.is_shut_down()).unwrap_or(false)
+    pipeline::built()
+        .map(|p| !p.is_shut_down())
+        .unwrap_or(false)
 }
 
 /// How the running pipeline delivers (traces, metrics): "bridge", "otlp", "console" or "none";
 /// `None` without a running pipeline.
 #[pyfunction]
 fn delivery() -> Option<(&'static str, &'static str)> {
-    state::built()
+    pipeline::built()
         .filter(|p| !p.is_shut_down())
         .map(|p| p.delivery)
 }
@@ -121,7 +121,7 @@ fn new_span_context(
 /// The hot path: one batch of finished requests, one call. Returns how many were accepted.
 #[pyfunction]
 fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> PyResult<usize> {
-    let Some(pipeline) = state::current() else {
+    let Some(pipeline) = pipeline::current() else {
         return Ok(0);
     };
     let header = record::batch_header(header)?;
@@ -155,7 +155,7 @@ fn engine_states() -> Vec<(
     Option<f64>,
     Option<u64>,
 )> {
-    match state::built() {
+    match pipeline::built() {
         Some(p) => p
             .engine_states
             .snapshot()
@@ -179,7 +179,7 @@ fn engine_states() -> Vec<(
 /// Records an operation span (reserved with `new_span_context`) and its duration metric.
 #[pyfunction]
 fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let Some(pipeline) = state::current() else {
+    let Some(pipeline) = pipeline::current() else {
         return Ok(false);
     };
     let op = record::operation_record(operation)?;
@@ -190,7 +190,7 @@ fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
 #[pyfunction]
 #[pyo3(signature = (timeout=5.0))]
 fn force_flush(py: Python<'_>, timeout: f64) -> bool {
-    match state::built() {
+    match pipeline::built() {
         Some(p) => py.detach(move || p.force_flush(self::timeout(timeout))),
         None => true,
     }
@@ -200,7 +200,7 @@ fn force_flush(py: Python<'_>, timeout: f64) -> bool {
 #[pyfunction]
 #[pyo3(signature = (timeout=5.0))]
 fn shutdown(py: Python<'_>, timeout: f64) -> bool {
-    match state::built() {
+    match pipeline::built() {
         Some(p) => py.detach(move || p.shutdown(self::timeout(timeout))),
         None => true,
     }
@@ -210,7 +210,7 @@ fn shutdown(py: Python<'_>, timeout: f64) -> bool {
 #[pyfunction]
 fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    if let Some(p) = state::built() {
+    if let Some(p) = pipeline::built() {
         let rows = py.detach(move || p.stats(Duration::from_secs(5)));
         for (k, v) in rows {
             dict.set_item(k, v)?;
@@ -222,7 +222,7 @@ fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
 /// HDR percentiles per (metric, model), in seconds.
 #[pyfunction]
 fn latency_percentiles<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let Some(p) = state::built() else {
+    let Some(p) = pipeline::built() else {
         return Ok(Vec::new());
     };
     let rows = py.detach(move || p.percentiles(Duration::from_secs(5)));
@@ -245,7 +245,7 @@ fn latency_percentiles<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>
 /// The percentiles as a text table (milliseconds).
 #[pyfunction]
 fn latency_summary(py: Python<'_>) -> String {
-    match state::built() {
+    match pipeline::built() {
         Some(p) => {
             py.detach(move || telemetry::summary_table(&p.percentiles(Duration::from_secs(5))))
         }
@@ -256,7 +256,7 @@ fn latency_summary(py: Python<'_>) -> String {
 /// Whether OTEL_INSTRUMENTATION_VLLM_LATENCY_SUMMARY (or the argument) asked for a table at exit.
 #[pyfunction]
 fn latency_summary_at_exit() -> bool {
-    state::built()
+    pipeline::built()
         .map(|p| p.latency_summary_at_exit)
         .unwrap_or(false)
 }
@@ -265,7 +265,7 @@ fn latency_summary_at_exit() -> bool {
 /// exist here) without joining or dropping anything; the next call builds a new one.
 #[pyfunction]
 fn _after_fork_child() {
-    state::forget_after_fork();
+    pipeline::forget_after_fork();
 }
 
 #[pymodule]

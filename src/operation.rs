@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 
 use crate::pending_requests::Parameters;
 use crate::record::{self, BatchHeader, Name, OperationRecord, ParentContext};
-use crate::{state, telemetry};
+use crate::{pipeline, telemetry};
 
 /// Reserves the context of a span named `name` (see `spans::span_name`) recorded later: (trace_id,
 /// span_id, trace_flags), sampled by the pipeline's sampler; ids that are never sampled when
@@ -29,7 +29,7 @@ pub fn reserve_span_context(
     name: &str,
     kind: SpanKind,
 ) -> (u128, u64, u8) {
-    match state::current() {
+    match pipeline::current() {
         Some(p) => p.spans.new_span_context(parent, name, kind),
         None => (
             parent
@@ -301,7 +301,7 @@ impl Operation {
         if self.ended.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let Some(pipeline) = state::current() else {
+        let Some(pipeline) = pipeline::current() else {
             return false;
         };
         let header = &self.header;

@@ -28,11 +28,11 @@ use smallvec::SmallVec;
 
 use crate::attribute::{Attribute, Field, Read, Unclean};
 use crate::pending_requests::PendingRequests;
+use crate::pipeline;
 use crate::record::{
     self, BatchHeader, FinishReasons, ParentContext, RequestRecord, RequestRecords, Timings,
 };
 use crate::request_stats::{StatsFields, StatsReader};
-use crate::state;
 
 /// An exact int in 0..=i64::MAX, or absent; anything else (bools, negatives, huge ints) is unclean.
 pub fn optional_count(value: Field<'_>) -> Read<Option<i64>> {
@@ -256,7 +256,7 @@ impl OutputReader {
                 }
             }
         }
-        if let Some(pipeline) = state::current() {
+        if let Some(pipeline) = pipeline::current() {
             for (header, parent, requests) in groups {
                 pipeline.record_requests_under(header, Some(parent), requests);
             }

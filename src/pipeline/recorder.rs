@@ -22,6 +22,7 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanData,
 use opentelemetry_sdk::Resource;
 use parking_lot::Mutex;
 
+use super::work_queue::WorkQueue;
 use crate::config::{Config, ExporterKind, Protocol};
 use crate::diagnostics::{self, Counters};
 use crate::export::{
@@ -32,7 +33,6 @@ use crate::telemetry::{
     EngineStates, Instruments, LatencyStore, MeasurementBuffer, NativeInstruments, Percentiles,
     SpanFactory, INSTRUMENTATION_SCOPE,
 };
-use crate::work_queue::WorkQueue;
 
 /// How long the recorder waits for the exporter to make room in a full span queue.
 const SPAN_QUEUE_WAIT: Duration = Duration::from_secs(2);

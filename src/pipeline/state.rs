@@ -10,10 +10,10 @@ use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
+use super::recorder::{Pipeline, ResourceInput};
 use crate::config::Config;
 use crate::diagnostics;
 use crate::export::Bridges;
-use crate::pipeline::{Pipeline, ResourceInput};
 
 struct State {
     pipeline: Option<Arc<Pipeline>>,
