@@ -4,23 +4,14 @@
 //! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the Python shim reads
 //! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
 
-mod attribute;
-pub mod clock;
 pub mod config;
-pub mod current_operation;
 pub mod diagnostics;
-pub mod engine_state;
 mod export;
-pub mod finished_requests;
 pub mod fork;
-pub mod known_attributes;
-pub mod offline_calls;
-pub mod operation;
-pub mod output_reader;
-pub mod pending_requests;
+mod offline;
 mod pipeline;
+mod readers;
 pub mod record;
-pub mod request_stats;
 mod telemetry;
 
 use std::collections::HashMap;
@@ -32,6 +23,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::diagnostics::Counters;
 use crate::export::{Bridges, PyCallback};
+use crate::offline::Operation;
 use crate::pipeline::ResourceInput;
 
 fn timeout(seconds: f64) -> Duration {
@@ -111,7 +103,7 @@ fn new_span_context(
     let request_model = request_model.map(record::opt_string).transpose()?.flatten();
     let (operation_name, request_model) = (operation_name.as_str(), request_model.as_deref());
     let kind = record::span_kind(span_kind);
-    Ok(operation::reserve_span_context(
+    Ok(offline::reserve_span_context(
         parent.as_ref(),
         &telemetry::span_name(operation_name, request_model),
         kind,
@@ -268,28 +260,40 @@ fn _after_fork_child() {
     pipeline::forget_after_fork();
 }
 
+/// The LLM call in progress on this thread, or None (the shim's slow paths).
+#[pyfunction]
+fn current_operation(py: Python<'_>) -> Option<Py<Operation>> {
+    offline::current_operation(py)
+}
+
+/// Makes `operation` (or None) the LLM call in progress on this thread.
+#[pyfunction]
+#[pyo3(signature = (operation))]
+fn set_current_operation(operation: Option<Py<Operation>>) {
+    drop(offline::replace_current_operation(operation));
+}
+
 #[pymodule]
 mod _core {
     #[pymodule_export]
     use super::{
-        _after_fork_child, configure, delivery, engine_states, force_flush, is_enabled,
-        latency_percentiles, latency_summary, latency_summary_at_exit, new_span_context,
-        record_operation, record_requests, shutdown, stats,
+        _after_fork_child, configure, current_operation, delivery, engine_states, force_flush,
+        is_enabled, latency_percentiles, latency_summary, latency_summary_at_exit,
+        new_span_context, record_operation, record_requests, set_current_operation, shutdown,
+        stats,
     };
     #[pymodule_export]
-    use crate::current_operation::{current_operation, set_current_operation};
+    use crate::offline::Operation;
     #[pymodule_export]
-    use crate::engine_state::EngineStateRecorder;
+    use crate::offline::OutputReader;
     #[pymodule_export]
-    use crate::finished_requests::FinishedRequestReader;
+    use crate::offline::PendingRequests;
     #[pymodule_export]
-    use crate::offline_calls::{OfflineCalls, OperationStart};
+    use crate::offline::{OfflineCalls, OperationStart};
     #[pymodule_export]
-    use crate::operation::Operation;
+    use crate::readers::EngineStateRecorder;
     #[pymodule_export]
-    use crate::output_reader::OutputReader;
-    #[pymodule_export]
-    use crate::pending_requests::PendingRequests;
+    use crate::readers::FinishedRequestReader;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

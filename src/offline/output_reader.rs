@@ -23,28 +23,15 @@ use compact_str::CompactString;
 use opentelemetry::StringValue;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
-use crate::attribute::{Attribute, Field, Read, Unclean};
-use crate::pending_requests::PendingRequests;
+use super::pending_requests::PendingRequests;
 use crate::pipeline;
+use crate::readers::{optional_count, Attribute, Field, Read, StatsFields, StatsReader, Unclean};
 use crate::record::{
     self, BatchHeader, FinishReasons, ParentContext, RequestRecord, RequestRecords, Timings,
 };
-use crate::request_stats::{StatsFields, StatsReader};
-
-/// An exact int in 0..=i64::MAX, or absent; anything else (bools, negatives, huge ints) is unclean.
-pub fn optional_count(value: Field<'_>) -> Read<Option<i64>> {
-    match value {
-        Field::Absent => Ok(None),
-        Field::Present(v) if v.is_exact_instance_of::<PyInt>() => match v.extract::<i64>() {
-            Ok(n) if n >= 0 => Ok(Some(n)),
-            _ => Err(Unclean),
-        },
-        Field::Present(_) => Err(Unclean),
-    }
-}
 
 /// len() of an exact list, or absent.
 fn optional_length(value: Field<'_>) -> Read<Option<i64>> {

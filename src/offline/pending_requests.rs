@@ -28,10 +28,10 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::clock::Clock;
-use crate::current_operation;
-use crate::known_attributes::KnownAttributes;
-use crate::operation::Operation;
+use super::clock::Clock;
+use super::current_operation;
+use super::known_attributes::KnownAttributes;
+use super::operation::{Operation, Parameters};
 use crate::record::{BatchHeader, ParentContext};
 use crate::telemetry;
 
@@ -39,17 +39,6 @@ use crate::telemetry;
 pub type RequestKey = (usize, CompactString);
 
 type Entries = HashMap<RequestKey, Entry, foldhash::fast::RandomState>;
-
-/// A request's parameters (by identity, as given to add_request) and the header of its spans, with
-/// the attributes they make merged in (a request's own attributes win, as in `spans.rs`).
-pub struct Parameters {
-    params: Py<PyAny>,
-    lora_request: Py<PyAny>,
-    priority: Py<PyAny>,
-    /// The shim's attribute dict (or None), handed back with entries the core cannot record.
-    attributes: Py<PyAny>,
-    pub header: Arc<BatchHeader>,
-}
 
 /// The last request header made by merging attributes into an operation's header: (the
 /// operation's header, the attributes, the merged header). Headers have no parent (each batch

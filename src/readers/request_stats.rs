@@ -10,8 +10,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use crate::attribute::{Attribute, Field, Read, Unclean};
-use crate::output_reader::optional_count;
+use super::attribute::{optional_count, Attribute, Field, Read, Unclean};
 use crate::record::Timings;
 
 /// A positive finite float (the shim's clean-stats test); anything else is unclean.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{PyInt, PyString};
 
 /// What one read returns for a field: absent is a value (None / missing attribute); `Unclean` means
 /// "not the common shape" (the attribute raised, or a reader's own check failed), which each reader
@@ -67,5 +67,17 @@ impl Attribute {
         } else {
             Field::Present(value)
         })
+    }
+}
+
+/// An exact int in 0..=i64::MAX, or absent; anything else (bools, negatives, huge ints) is unclean.
+pub fn optional_count(value: Field<'_>) -> Read<Option<i64>> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Present(v) if v.is_exact_instance_of::<PyInt>() => match v.extract::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(Unclean),
+        },
+        Field::Present(_) => Err(Unclean),
     }
 }

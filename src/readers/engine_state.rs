@@ -6,7 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt};
 
-use crate::attribute::{Attribute, Field};
+use super::attribute::{Attribute, Field};
 use crate::pipeline;
 use crate::record::Name;
 use crate::telemetry::EngineState;

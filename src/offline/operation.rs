@@ -17,9 +17,19 @@ use opentelemetry::trace::SpanKind;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
-use crate::pending_requests::Parameters;
 use crate::record::{self, BatchHeader, Name, OperationRecord, ParentContext};
 use crate::{pipeline, telemetry};
+
+/// A request's parameters (by identity, as given to add_request) and the header of its spans, with
+/// the attributes they make merged in (a request's own attributes win, as in `spans.rs`).
+pub struct Parameters {
+    pub(super) params: Py<PyAny>,
+    pub(super) lora_request: Py<PyAny>,
+    pub(super) priority: Py<PyAny>,
+    /// The shim's attribute dict (or None), handed back with entries the core cannot record.
+    pub(super) attributes: Py<PyAny>,
+    pub(super) header: Arc<BatchHeader>,
+}
 
 /// Reserves the context of a span named `name` (see `spans::span_name`) recorded later: (trace_id,
 /// span_id, trace_flags), sampled by the pipeline's sampler; ids that are never sampled when

@@ -19,11 +19,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
-use crate::attribute::{Attribute, Field, Read, Unclean};
-use crate::output_reader::optional_count;
+use super::attribute::{optional_count, Attribute, Field, Read, Unclean};
+use super::request_stats::{StatsFields, StatsReader};
 use crate::pipeline;
 use crate::record::{self, BatchHeader, Name, RequestRecord, RequestRecords, Timings};
-use crate::request_stats::{StatsFields, StatsReader};
 
 /// The shim's note of a finished request: (what was known when it was added, its request state,
 /// its finish reason, the iteration's end in seconds or None).

@@ -23,11 +23,11 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyWeakrefReference};
 
-use crate::clock::Clock;
-use crate::current_operation;
-use crate::operation::Operation;
-use crate::output_reader::OutputReader;
-use crate::pending_requests::PendingRequests;
+use super::clock::Clock;
+use super::current_operation;
+use super::operation::Operation;
+use super::output_reader::OutputReader;
+use super::pending_requests::PendingRequests;
 
 #[pyclass(frozen, module = "opentelemetry.instrumentation.vllm._core")]
 pub struct OfflineCalls {

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use pyo3::prelude::*;
 
-use crate::operation::Operation;
+use super::operation::Operation;
 
 thread_local! {
     static CURRENT: RefCell<Option<Py<Operation>>> = const { RefCell::new(None) };
@@ -33,17 +33,4 @@ pub fn is_set() -> bool {
 #[must_use]
 pub fn replace(operation: Option<Py<Operation>>) -> Option<Py<Operation>> {
     CURRENT.with(|current| current.replace(operation))
-}
-
-/// The LLM call in progress on this thread, or None (the shim's slow paths).
-#[pyfunction]
-pub fn current_operation(py: Python<'_>) -> Option<Py<Operation>> {
-    current(py)
-}
-
-/// Makes `operation` (or None) the LLM call in progress on this thread.
-#[pyfunction]
-#[pyo3(signature = (operation))]
-pub fn set_current_operation(operation: Option<Py<Operation>>) {
-    drop(replace(operation));
 }
