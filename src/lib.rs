@@ -4,14 +4,14 @@
 //! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the Python shim reads
 //! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
 
-pub mod config;
-pub mod diagnostics;
+mod config;
+mod diagnostics;
 mod export;
-pub mod fork;
+mod fork;
 mod offline;
 mod pipeline;
 mod readers;
-pub mod record;
+mod record;
 mod telemetry;
 
 use std::collections::HashMap;
