@@ -1,10 +1,10 @@
 //! Telling a forked child from its parent without a `getpid` system call per call.
 //!
-//! glibc no longer caches the pid, so `std::process::id()` is a system call (about 0.15 µs here),
-//! and the core asked for it on every Python call and for every id it drew. Instead, a
-//! `pthread_atfork` child handler bumps a generation counter: every `fork()` (Python's `os.fork`,
-//! multiprocessing, or C code calling `fork` directly) runs it in the child, so "same generation"
-//! means "same process" at the cost of an atomic load.
+//! glibc no longer caches the pid, so `std::process::id()` is a system call, and the core would ask
+//! for it on every Python call and for every id it draws. Instead, a `pthread_atfork` child handler
+//! bumps a generation counter: every `fork()` (Python's `os.fork`, multiprocessing, or C code
+//! calling `fork` directly) runs it in the child, so "same generation" means "same process" at the
+//! cost of an atomic load. See docs/design/fork-safety.md.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;

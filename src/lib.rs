@@ -1,8 +1,19 @@
 //! Rust core of opentelemetry-instrumentation-vllm, exposed to Python as
-//! `opentelemetry.instrumentation.vllm._core`.
+//! `opentelemetry.instrumentation.vllm._core` (its stub: `_core.pyi`).
 //!
-//! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the Python shim reads
-//! vLLM's objects and hands over plain records (see `records.rs` and `_core.pyi`).
+//! This file holds the module declarations and the Python-facing functions; each folder below is
+//! one concern, and uses only those listed before it:
+//!
+//! - `config.rs`, `diagnostics.rs`, `fork.rs`: configuration, self-observability, fork detection;
+//! - `record/`: what the shim hands the core (record types, their intake from Python tuples);
+//! - `telemetry/`: what a record becomes (spans, histograms, percentiles, engine gauges);
+//! - `export/`: delivery (OTLP exporters and encoder, the bridge to Python SDK providers);
+//! - `pipeline/`: the per-process pipeline (recorder thread, work queue, process-wide state);
+//! - `readers/`: reading vLLM's objects by the attribute names the shim gives;
+//! - `offline/`: the offline API's LLM calls, from begin to end.
+//!
+//! It knows OpenTelemetry (spans, semconv metrics, OTLP) and nothing of vLLM: the shim reads vLLM's
+//! objects, or tells the core which attributes to read, and hands over plain records.
 
 mod config;
 mod diagnostics;

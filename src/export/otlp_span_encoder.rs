@@ -1,15 +1,15 @@
-//! OTLP/HTTP protobuf encoding of span batches.
+//! OTLP/HTTP protobuf encoding of span batches (see docs/design/otlp-span-encoder.md).
 //!
 //! Deliberately not the OTLP crate's encoder: it converts every span into owned prost structs (a
 //! String per attribute key and string value, a Vec per id) and then walks them twice (length, then
-//! bytes); that, with the allocations and frees, was over half of the span exporter thread's CPU
-//! (about 2-3 µs per span). This writes the same `ExportTraceServiceRequest` bytes straight from the
-//! `SpanData` (byte for byte what prost writes: fields in tag order as prost writes them, proto3
-//! defaults omitted, oneof members always written; a test compares the two). The OTLP crate still
-//! sends the request (endpoint, headers, retries, throttling, timeout, partial success): `export`
-//! hands it an empty batch and the prepared body, which the exporters' HTTP client puts in place of
-//! the crate's body. A batch this encoder does not cover (events, links, a value type it does not
-//! know) goes the crate's way unchanged.
+//! bytes), which with the allocations and frees was most of the span exporter thread's CPU. This
+//! writes the same `ExportTraceServiceRequest` bytes straight from the `SpanData` (byte for byte
+//! what prost writes: fields in tag order as prost writes them, proto3 defaults omitted, oneof
+//! members always written; a test compares the two). The OTLP crate still sends the request
+//! (endpoint, headers, retries, throttling, timeout, partial success): `export` hands it an empty
+//! batch and the prepared body, which the exporters' HTTP client puts in place of the crate's body.
+//! A batch this encoder does not cover (events, links, a value type it does not know) goes the
+//! crate's way unchanged.
 
 use std::sync::Arc;
 

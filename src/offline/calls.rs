@@ -1,11 +1,9 @@
 //! The begin and end of an instrumented LLM call and the report of an engine step, for calls whose
-//! outputs the core reads: what the offline shim's `begin`, `_end_operation` and `_record_step` do,
-//! called directly by the shim's generated replacements of the LLM methods and of `LLMEngine.step`.
-//!
-//! In Python these cost about 0.6 µs per call of one prompt on top of the core's own work (five
-//! Python frames: begin, end, the step report, the engine and model lookups; measured), a fifth of
-//! what the instrumentation then cost per one-prompt call. The shim keeps its Python versions for
-//! the calls this does not cover (content capture, `wait_for_completion`'s enqueued requests).
+//! outputs the core reads: what the offline shim's `begin`, `_end_operation` and `_record_step` do
+//! (`_offline.py`), called directly by the shim's generated replacements of the LLM methods and of
+//! `LLMEngine.step` (see docs/design/generated-forwarding.md). Done here, they save the Python frames
+//! of those steps on every call; the shim keeps its Python versions for the calls this does not
+//! cover (content capture, `wait_for_completion`'s enqueued requests).
 //!
 //! What is vLLM's stays the shim's: the engine's attribute name, the model name (`_vllm.model_name`,
 //! called once per engine), the caller's parent (`_context.parent_of`, called once per context),

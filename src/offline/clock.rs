@@ -1,4 +1,5 @@
-//! The shim's wall clock (`_vllm.now_ns`), read from Rust.
+//! The shim's wall clock (`_vllm.now_ns`), read from Rust, so that the core's timestamps and the
+//! shim's come from the same clock.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

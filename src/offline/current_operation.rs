@@ -2,11 +2,10 @@
 //!
 //! The offline API is synchronous: an LLM call's `add_request` and `step` calls run on the thread
 //! that made the call, before it returns, so "the call in progress on this thread" is what a
-//! context variable would hold. A context variable costs about 2 000 instructions per call here
-//! (`set` copies the context's map and makes a token, `reset` again), about a tenth of what the
-//! instrumentation then cost per call of one prompt (callgrind); this costs a few dozen. Each thread
-//! has its own, as each thread has its own context; asyncio tasks cannot interleave inside a
-//! synchronous call.
+//! context variable would hold, without a context variable's cost per call (`set` copies the
+//! context's map and makes a token, `reset` again). Each thread has its own, as each thread has its
+//! own context; asyncio tasks cannot interleave inside a synchronous call. See
+//! docs/design/current-operation.md.
 
 use std::cell::RefCell;
 

@@ -1,16 +1,17 @@
 //! The request attributes the shim made of the last sampling parameters it was asked about, kept
-//! with the very objects they were made from.
+//! with the very objects they were made from (see docs/design/shared-request-header.md).
 //!
 //! An application that calls `LLM.generate` with one prompt at a time passes the same parameters
-//! (or vLLM makes equal defaults) call after call, and reading them is most of what registering
-//! that one request costs: the shim's `request_attributes` (about 9 000 instructions) and the
-//! conversion of its dict (2 400). A `SamplingParams` object can be changed between calls, so the
-//! object itself proves nothing; its values do. The attributes are reused only when every value
+//! (or vLLM makes equal defaults) call after call, and reading them (the shim's
+//! `request_attributes`, then the conversion of its dict) is most of what registering that one
+//! request costs. A `SamplingParams` object can be changed between calls, so the object itself
+//! proves nothing; its values do. The attributes are reused only when every value
 //! `request_attributes` reads (the names come from the shim: this knows nothing of vLLM) is the
 //! very same object as last time, or a list of the very same items as the list then. The kept
 //! objects are held, so no other object can take their address meanwhile. Numbers and strings
 //! cannot change; lists are compared item by item; anything else the shim reads only for its
-//! numeric or string value (see `_vllm.request_attributes`).
+//! numeric or string value (see `_vllm.request_attributes`). tests/test_pending_requests.py checks
+//! that the attributes are reused only while every value read is the same object.
 
 use std::sync::Arc;
 

@@ -1,10 +1,12 @@
 //! One instrumented LLM call in progress (`_core.Operation`): the shim makes one per call of the
-//! offline API and keeps it current on its thread while the call runs (`current_operation.rs`).
+//! offline API and keeps it current on its thread while the call runs (`current_operation.rs`, see
+//! docs/design/current-operation.md).
 //!
 //! It holds what the call's spans need in the core's own form, built once when the call starts:
 //! the reserved span context, the batch header of its request spans (parented to it), its start
-//! time; `end` records the operation span from these directly. A call of one prompt would otherwise
-//! convert the same ids, names and model from Python tuples three times (reserve, register, record).
+//! time, the parameters of its last request; `end` records the operation span from these directly.
+//! A call of one prompt would otherwise convert the same ids, names and model from Python tuples
+//! three times (reserve, register, record).
 //!
 //! The shim's slow paths (content capture, enqueued requests, calls that end with requests
 //! unfinished) read and set the remaining fields as attributes. Nothing here knows vLLM: names,
@@ -21,7 +23,7 @@ use crate::record::{self, BatchHeader, Name, OperationRecord, ParentContext};
 use crate::{pipeline, telemetry};
 
 /// A request's parameters (by identity, as given to add_request) and the header of its spans, with
-/// the attributes they make merged in (a request's own attributes win, as in `spans.rs`).
+/// the attributes they make merged in (a request's own attributes win, as in `telemetry/spans.rs`).
 pub struct Parameters {
     pub(super) params: Py<PyAny>,
     pub(super) lora_request: Py<PyAny>,
@@ -31,7 +33,7 @@ pub struct Parameters {
     pub(super) header: Arc<BatchHeader>,
 }
 
-/// Reserves the context of a span named `name` (see `spans::span_name`) recorded later: (trace_id,
+/// Reserves the context of a span named `name` (see `telemetry::span_name`) recorded later: (trace_id,
 /// span_id, trace_flags), sampled by the pipeline's sampler; ids that are never sampled when
 /// telemetry is off.
 pub fn reserve_span_context(
@@ -64,9 +66,8 @@ fn same_objects(a: Option<&Name>, b: Option<&Name>) -> bool {
 /// What the calls of the last (operation, provider, model) names share: the header of their
 /// request spans, without a parent (each call's batches carry its span as their parent, see
 /// `Pipeline::record_requests_under`), and the span name the sampler is given. Made per call, the
-/// header was freed by the recorder thread, which then took the caller's glibc arena lock
-/// (README, *Profile and fixes*, eleventh round), and formatting the span name cost about a tenth
-/// of starting an operation (callgrind).
+/// header was freed by the recorder thread, which then took the caller's glibc arena lock (see
+/// docs/design/shared-request-header.md), and the span name was formatted again for every call.
 static LAST_CALL_NAMES: Mutex<Option<(Arc<BatchHeader>, Name)>> = Mutex::new(None);
 
 fn call_names(

@@ -1,8 +1,10 @@
 //! Reads one engine step's finished outputs in one call and records them: the hot path of the
-//! offline instrumentation without a Python operation per field.
+//! offline instrumentation without a Python operation per field. It sits here rather than in
+//! `readers/` because it takes its requests from `PendingRequests`.
 //!
-//! Which attribute holds what is the shim's knowledge, not ours: Python builds one `OutputReader`
-//! from attribute names (`_vllm.py`), and this reads generic slots (an output's id, finished flag,
+//! Which attribute holds what is the shim's knowledge, not ours (see
+//! docs/design/attribute-name-readers.md): Python builds one `OutputReader` from attribute names
+//! (`_vllm.FINISHED_OUTPUT_FIELDS`), and this reads generic slots (an output's id, finished flag,
 //! token id lists, finish reasons; a stats object's wall-clock arrival, time to first token,
 //! generated-token count and the two timestamps each duration is the difference of). It takes only
 //! the common, clean shape: exact float timestamps that are positive and finite, exact ints, exact
@@ -10,12 +12,19 @@
 //! record itself leaves that output to the shim, untouched, which then reads it field by field
 //! with the same rules (so both paths give the same record for the same output).
 //!
+//! Python twin: `OfflineInstrumentation._request_record` in `_offline.py`, which reads with
+//! `_vllm.timings`, `_vllm.token_counts`, `_vllm.finish_reasons` and `_vllm.error_type` in
+//! `_vllm.py`. tests/test_bad_input.py keeps the two records equal:
+//! `test_the_core_reads_an_output_as_the_shim_does` (property test) and
+//! `test_the_core_takes_outputs_of_the_usual_shape`.
+//!
 //! The records it makes are freed on the recorder thread, so it allocates nothing and touches no
-//! shared reference count per record (measured: glibc's allocator then takes its arena lock, and a
-//! count passes its cache line between the two cores, costing more than the reads): request ids
-//! are inline, finish reasons are interned static strings held inline, a batch's shared attribute
-//! dict goes into its header, one record is held inline; headers, attributes and reasons are
-//! converted once and kept from one read to the next (`Conversions`).
+//! shared reference count per record (glibc's allocator would take the caller's arena lock, and a
+//! count would pass its cache line between the two threads' cores; see
+//! docs/design/interned-strings.md): request ids are inline, finish reasons are interned static
+//! strings held inline, a batch's shared attribute dict goes into its header, one record is held
+//! inline; headers, attributes and reasons are converted once and kept from one read to the next
+//! (`Conversions`).
 
 use std::sync::Arc;
 

@@ -3,9 +3,8 @@
 //!
 //! The shim kept them in a Python dict, a key tuple and a seven-item tuple per request: building,
 //! hashing, comparing and freeing those, and the garbage collector visiting them while thousands of
-//! a large batch wait, cost more on the caller's thread than the reading itself (measured with
-//! callgrind: about a third of the instrumentation's instructions per request in batches of 64).
-//! Here an entry is three words and an inline id in a map.
+//! a large batch wait, cost the caller's thread more than the reading itself. Here an entry is three
+//! words and an inline id in a map.
 //!
 //! What the shim decides stays in Python: which call is an operation, whether the core reads its
 //! outputs (an `Operation` that says so is current exactly then), the request attributes of a set of
@@ -45,7 +44,7 @@ type Entries = HashMap<RequestKey, Entry, foldhash::fast::RandomState>;
 /// carries its call's), so calls with the same names and parameter values share one.
 type MergedHeader = Option<(Arc<BatchHeader>, Arc<[KeyValue]>, Arc<BatchHeader>)>;
 
-/// `base` with `own` attributes merged in (a request's own attributes win, as in `spans.rs`): the
+/// `base` with `own` attributes merged in (a request's own attributes win, as in `telemetry/spans.rs`): the
 /// last one made if made of the very same two, else a new one (kept for the next call).
 fn merged_header(
     base: &Arc<BatchHeader>,

@@ -1,10 +1,11 @@
 //! The per-process pipeline: a recorder thread that turns records into spans, metric points and
-//! HDR samples, the SDK's batch span processor and periodic metric reader that export them, and the
-//! lifecycle around them (flush, shutdown, fork).
+//! HDR samples (with `telemetry/`), the SDK's batch span processor and periodic metric reader that
+//! export them (with `export/`), and the lifecycle around them (flush, shutdown, stats).
 //!
 //! The caller's thread only converts its Python tuples and enqueues them: spans, histograms and
 //! encoding all run on the recorder and exporter threads, off the GIL. The queue is bounded by the
-//! number of queued requests; a batch that does not fit is dropped and counted, never waited for.
+//! number of queued requests; a batch that does not fit is dropped and counted, never waited for
+//! (see docs/design/work-queue.md).
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -444,7 +445,7 @@ impl Pipeline {
     /// `record_requests` for a header many calls share (its names and attributes), each batch with
     /// its own call's span as `parent` (replacing the header's): the caller allocates no header per
     /// call, and so the recorder thread frees none of the caller's (glibc then takes the caller's
-    /// arena lock: see README, *Profile and fixes*, tenth round).
+    /// arena lock: see docs/design/shared-request-header.md).
     pub fn record_requests_under(
         &self,
         header: Arc<BatchHeader>,

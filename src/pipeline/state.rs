@@ -3,7 +3,7 @@
 //! Every entry point compares the fork generation the pipeline was built in with the current one
 //! (`fork.rs`), so a fork that bypassed Python's at-fork handlers is caught too. A parent's
 //! pipeline is leaked in the child on purpose: dropping it would join threads that do not exist
-//! there.
+//! there. See docs/design/fork-safety.md.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};

@@ -1,8 +1,7 @@
-//! The queue from the callers' threads to the recorder thread.
+//! The queue from the callers' threads to the recorder thread (see docs/design/work-queue.md).
 //!
-//! std's mpsc channel allocated, zeroed, a block of 31 message slots on the sending thread every
-//! 31 messages (freed on the receiving one) and moved each message in and out of it: about 700
-//! instructions per message, two messages per call of one prompt (callgrind). Here a sender
+//! std's mpsc channel allocates, zeroed, a block of 31 message slots on the sending thread every 31
+//! messages (freed on the receiving one) and moves each message in and out of it. Here a sender
 //! appends to a `VecDeque` under a lock and the receiver swaps the whole queue for its own emptied
 //! one, so once both have grown to the usual burst neither allocates.
 //!

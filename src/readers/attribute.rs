@@ -1,5 +1,6 @@
 //! Reading one attribute of a vLLM object from Rust by a name the shim gave (the shim knows which
-//! attribute holds what; the core only reads): what `OutputReader` and `EngineStateRecorder` share.
+//! attribute holds what; the core only reads, see docs/design/attribute-name-readers.md): what every
+//! reader shares, with the clean-shape rules they apply to a value (`Unclean`: leave it to the shim).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -5,13 +5,18 @@
 //! the step's list here once the step's outputs are processed. This reads each request state by
 //! the attribute names the shim gave (`_vllm.FINISHED_REQUEST_FIELDS`: no vLLM knowledge here) and
 //! records the requests, grouped by span kind and operation, as the shim's `_record` and `_send`
-//! would. Python built a 19-field tuple per request for that, and read the stats in Python: more
-//! than half of what the serving hooks cost per request on the fake `AsyncLLM`.
+//! would, without a Python tuple per request or a Python read of its stats on the serving hot path.
 //!
 //! Only the clean shape is taken (see `request_stats.rs`; exact ints, an exact str reason, a
 //! request state whose detokenizer counts its tokens); anything else, a preempted request, or a
 //! note of another shape is handed back, and the shim records it field by field with the same
 //! rules. Nothing raises into vLLM from here: the shim's caller logs.
+//!
+//! Python twin: `EngineRequests._record` in `_serving.py`, which reads with `_vllm.timings`,
+//! `_vllm.request_state_token_counts` and `_vllm.error_type_of_finish`. Kept equal by
+//! tests/test_bad_input.py::test_the_core_reads_a_finished_request_as_the_shim_does (property test)
+//! and tests/test_serving_fake.py::test_the_core_records_finished_requests_as_the_shim_would (the
+//! same spans either way).
 
 use std::sync::Arc;
 

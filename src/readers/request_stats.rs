@@ -1,6 +1,13 @@
 //! Reads vLLM's per-request stats object (a `RequestStateStats`) by the attribute names the shim
-//! gave, and computes the request's timings from it as the shim's `_vllm.timings` does: what the
-//! offline output reader and the serving finished-request reader share.
+//! gave, and computes the request's timings from it: what the offline output reader and the serving
+//! finished-request reader share.
+//!
+//! Python twin: `_vllm.timings` in `_vllm.py` (its fast path `_timings_of_clean_stats`): each
+//! duration the difference of two of vLLM's timestamps (`_difference`), the time per output token
+//! decode / (generated tokens - 1) (`_per_token`), the end-to-end latency from the wall-clock
+//! arrival to the iteration's end. Kept equal through both readers' records by
+//! tests/test_bad_input.py::test_the_core_reads_an_output_as_the_shim_does and
+//! ::test_the_core_reads_a_finished_request_as_the_shim_does.
 //!
 //! Only the clean shape is taken (every timestamp, the arrival and the time to first token a
 //! positive finite float, the generated-token count an exact int, no preemption); anything else is

@@ -1,12 +1,12 @@
 //! Strings that repeat from record to record (finish reasons, attribute keys), kept for the life of
-//! the process as static strings.
+//! the process as static strings; names (operation, provider, model) found by the Python string
+//! they were read from.
 //!
 //! Records are made on the caller's thread and freed on the recorder's. A string allocated for a
 //! record is then freed by the other thread: glibc puts it back into the caller's arena under that
-//! arena's lock, which the caller's own allocations take too, so the event loop of a server ended
-//! up waiting for the recorder thread on that lock (about one futex call per 45 requests on the
-//! fake serving benchmark; measured with `perf record -e syscalls:sys_enter_futex`). A static
-//! string is copied, not allocated, and its copy touches no shared reference count.
+//! arena's lock, which the caller's own allocations take too, so the caller ends up waiting for
+//! the recorder thread on that lock. A static string is copied, not allocated, and its copy touches
+//! no shared reference count. See docs/design/interned-strings.md.
 
 use std::sync::{Arc, Mutex};
 

@@ -2,8 +2,8 @@
 //!
 //! A thread-local generator copied into a forked child would hand out the parent's next ids, so
 //! the generator remembers the fork generation it was seeded in (`fork.rs`) and reseeds from the
-//! OS when that changes.
-//! (The SDK's `RandomIdGenerator` draws from `rand`'s thread RNG, which gives no such guarantee.)
+//! OS when that changes. (The SDK's `RandomIdGenerator` draws from `rand`'s thread RNG, which gives
+//! no such guarantee.) See docs/design/fork-safety.md.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -79,9 +79,9 @@ pub(crate) fn merge_attributes(
 }
 
 /// What the spans of one (operation, provider, request model, response model) share: their name
-/// and those names as attributes, as static strings where they could be interned (`interned.rs`).
-/// Formatting the name and allocating the four values anew for every operation span and every
-/// batch cost the recorder thread about 2 000 instructions per call of one prompt (callgrind).
+/// and those names as attributes, as static strings where they could be interned (`record/interned.rs`).
+/// Otherwise the recorder thread would format the name and allocate the four values anew for
+/// every operation span and every batch.
 struct SharedNames {
     span_name: Cow<'static, str>,
     attributes: Vec<KeyValue>,
@@ -185,7 +185,7 @@ impl SpanFactory {
     }
 
     /// Bit i: the key of `attributes[i]` is none of `REQUEST_SPAN_KEYS`. Kept for the last attribute
-    /// set: batches of calls with the same sampling parameters share it (see `pending_requests.rs`).
+    /// set: batches of calls with the same sampling parameters share it (see `offline/pending_requests.rs`).
     fn others_keys(&self, attributes: &Arc<[KeyValue]>) -> u64 {
         let mut last = self.last_others_keys.lock();
         if let Some((kept, bits)) = last.as_ref() {
