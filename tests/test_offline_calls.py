@@ -1,5 +1,5 @@
 """``_core.OfflineCalls``: the core's begin and end of an LLM call and its report of engine steps
-(src/offline_calls.rs), end to end through the fake vLLM tree (tests/fake_vllm, vLLM 0.32 shapes)
+(src/offline/calls.rs), end to end through the fake vLLM tree (tests/fake_vllm, vLLM 0.32 shapes)
 and the exported OTLP. What it keeps between calls (the engine's model name, the caller's parent)
 must never outlive or mix up what it was read from; what fails must not reach the application.
 """
@@ -120,7 +120,7 @@ def test_another_runtime_context_is_read_through_get_current(monkeypatch):
 
 
 def test_a_call_is_current_on_its_own_thread_only_and_not_after_it_returns_or_raises(instrument, http_receiver):
-    # The call in progress is kept per thread (src/current_operation.rs), as a context variable
+    # The call in progress is kept per thread (src/offline/current_operation.rs), as a context variable
     # would be: another thread sees none, and none is left once the call returned or raised.
     instrument()
     from vllm import LLM, SamplingParams

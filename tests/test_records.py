@@ -158,7 +158,7 @@ def test_unsupported_attribute_values_are_skipped(pipeline, http_receiver):
 
 def test_keys_and_finish_reasons_past_what_the_core_keeps_are_exported_as_given(pipeline, http_receiver):
     # The core keeps attribute keys and finish reasons as static strings, a bounded number of them
-    # (src/interned.rs); past the bounds, and for keys that are new string objects each time or str
+    # (src/record/interned.rs); past the bounds, and for keys that are new string objects each time or str
     # subclasses, each one must still be exported as given.
     class Key(str):
         pass

@@ -70,7 +70,7 @@ def test_a_request_span_per_engine_request_under_the_incoming_context(instrument
 
 
 def test_the_core_records_finished_requests_as_the_shim_would(instrument, http_receiver, monkeypatch):
-    # Finished requests are read and recorded by the core (src/finished_requests.rs); those of
+    # Finished requests are read and recorded by the core (src/readers/finished_requests.rs); those of
     # another shape (here: a preempted one) come back to the shim's _record. The same notes through
     # the shim's own path must give the same spans, field by field (span ids are random unless
     # reserved for vLLM's tracing, as are the trace ids of root spans).

@@ -1,6 +1,6 @@
 """Bridge delivery: re-creates the core's spans and measurements through Python SDK providers.
 
-The core calls ``SPANS`` and ``METRICS`` from its own threads, once per batch (see src/bridge.rs);
+The core calls ``SPANS`` and ``METRICS`` from its own threads, once per batch (see src/export/bridge.rs);
 they return ``(undelivered, first_error)`` and never raise for one bad item. Both are module-level
 objects so that a later ``instrument()`` (a test with new providers) only swaps their target.
 """

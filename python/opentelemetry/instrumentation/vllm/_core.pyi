@@ -104,7 +104,7 @@ def record_operation(operation: OperationRecord) -> bool: ...
 
 class OutputReader:
     """Reads an engine step's finished outputs by the attribute names given (``_vllm.FINISHED_OUTPUT_FIELDS``)
-    and records the ones of the usual shape; see ``src/output_reader.rs``."""
+    and records the ones of the usual shape; see ``src/offline/output_reader.rs``."""
 
     def __init__(
         self,
@@ -132,7 +132,7 @@ class OutputReader:
 
 class FinishedRequestReader:
     """Serving: reads the requests an engine step finished (their request states, by the attribute
-    names given, ``_vllm.FINISHED_REQUEST_FIELDS``) and records them; see ``src/finished_requests.rs``."""
+    names given, ``_vllm.FINISHED_REQUEST_FIELDS``) and records them; see ``src/readers/finished_requests.rs``."""
 
     def __init__(
         self,
@@ -180,7 +180,7 @@ def latency_summary_at_exit() -> bool: ...
 def _after_fork_child() -> None: ...
 
 class Operation:
-    """One instrumented LLM call in progress (see ``src/operation.rs``): its span context is reserved
+    """One instrumented LLM call in progress (see ``src/offline/operation.rs``): its span context is reserved
     and its request spans' header built when it is made; ``end`` records its span (once)."""
 
     def __init__(
@@ -208,7 +208,7 @@ class Operation:
     def end(self, end_ns: int, error_type: str | None = None) -> bool: ...
 
 def current_operation() -> Operation | None:
-    """The LLM call in progress on this thread (see ``src/current_operation.rs``)."""
+    """The LLM call in progress on this thread (see ``src/offline/current_operation.rs``)."""
 
 def set_current_operation(operation: Operation | None) -> None: ...
 
@@ -242,7 +242,7 @@ class PendingRequests:
 
 class OfflineCalls:
     """The begin and end of instrumented LLM calls and engine steps' reports, for calls whose
-    outputs the core reads (see ``src/offline_calls.rs``). Never raises an ``Exception``: failures go
+    outputs the core reads (see ``src/offline/calls.rs``). Never raises an ``Exception``: failures go
     to ``log_failure(what, exception)`` and the call goes on untraced."""
 
     def __init__(

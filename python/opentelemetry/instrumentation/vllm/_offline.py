@@ -2,7 +2,7 @@
 
 - Each LLM call (generate, chat, encode, embed, classify, score, beam_search, wait_for_completion)
   is one operation span: a ``_core.Operation``, current on its thread while the call runs
-  (``_core.current_operation``; see src/current_operation.rs for why not a context variable).
+  (``_core.current_operation``; see src/offline/current_operation.rs for why not a context variable).
   A call made inside another (chat -> generate in older vLLM, embed -> encode) is not a second one.
 - ``LLMEngine.add_request`` remembers, per request id, the operation and the request parameters;
   ``LLMEngine.step`` hands the requests that finished in that step to the core, once per step.
@@ -10,7 +10,7 @@
   core reads (no content to capture), the core also keeps the request (``_core.PendingRequests``):
   add_request's replacement calls it directly, and the shim's own dict holds only the others.
 - Where the core reads outputs, ``_core.OfflineCalls`` does what ``begin``, ``_end_operation`` and
-  ``_record_step`` do here, called directly by the generated replacements (see src/offline_calls.rs);
+  ``_record_step`` do here, called directly by the generated replacements (see src/offline/calls.rs);
   the Python versions serve content capture and ``wait_for_completion``.
 - ``LLM.__init__`` turns vLLM's per-request stats on unless the user turned them off, because
   TTFT, TPOT, queue, prefill and decode come only from them.
@@ -40,7 +40,7 @@ _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
 SPAN_KIND_INTERNAL = 0
 
-# One instrumented LLM call in progress: the core's object (see src/operation.rs), which holds its
+# One instrumented LLM call in progress: the core's object (see src/offline/operation.rs), which holds its
 # span context, start time and request count, and records its span when it ends.
 Operation = _core.Operation
 
@@ -471,7 +471,7 @@ class OfflineInstrumentation:
 
 
 def _log_failure(what: str, error: BaseException) -> None:
-    """The core's report of an exception it kept from the application (see src/offline_calls.rs)."""
+    """The core's report of an exception it kept from the application (see src/offline/calls.rs)."""
     _logger.debug("could not %s", what, exc_info=error)
 
 

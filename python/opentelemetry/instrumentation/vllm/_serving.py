@@ -65,7 +65,7 @@ _engines_seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 class ServingRequest(NamedTuple):
     """What was known when an engine request was added, kept until it finishes. A tuple: the core's
-    FinishedRequestReader reads it by position (src/finished_requests.rs)."""
+    FinishedRequestReader reads it by position (src/readers/finished_requests.rs)."""
 
     external_id: str
     operation_name: str

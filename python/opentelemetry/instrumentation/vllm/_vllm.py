@@ -162,7 +162,7 @@ def _length(value: Any) -> int | None:
 
 # Everything request_attributes reads besides priority: these values of the sampling parameters (in
 # the order _sampling_values returns them) and these of a LoRA request. Nothing else: the core reuses
-# the attributes of the last call whose values were the very same objects (src/known_attributes.rs).
+# the attributes of the last call whose values were the very same objects (src/offline/known_attributes.rs).
 SAMPLING_FIELDS = (
     "max_tokens",
     "temperature",
@@ -196,7 +196,7 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
     A value of the wrong type, negative where it cannot be, or not finite is left out: the
     attribute is absent rather than wrong (and a bool never passes for a number).
 
-    The core calls this once per distinct set of values (src/known_attributes.rs), not per request:
+    The core calls this once per distinct set of values (src/offline/known_attributes.rs), not per request:
     the values are read in one call, each value of the usual type is taken inline, and only others
     go through _count, _real and _integer.
     """
