@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+RAW_STRING = re.compile(r'r(#*)"')
+CHAR_LITERAL = re.compile(r"'(\\.[^']*|[^'\\])'")
 
 
 def strip_comments_and_strings(text: str) -> str:
@@ -46,8 +48,7 @@ def strip_comments_and_strings(text: str) -> str:
                     j += 1
             out.append("\n" * text.count("\n", i, j))
             i = j
-        elif c == "r" and re.match(r'r#*"', text[i:]) and (i == 0 or not re.match(r"\w", text[i - 1])):
-            m = re.match(r'r(#*)"', text[i:])
+        elif c == "r" and (m := RAW_STRING.match(text, i)) and (i == 0 or not text[i - 1].isalnum()):
             end = '"' + m.group(1)
             j = text.find(end, i + len(m.group(0)))
             j = n if j < 0 else j + len(end)
@@ -61,7 +62,7 @@ def strip_comments_and_strings(text: str) -> str:
             i = j + 1
         elif c == "'":
             # A char literal ('a', '\n', '\u{..}'), not a lifetime ('a).
-            m = re.match(r"'(\\.[^']*|[^'\\])'", text[i:])
+            m = CHAR_LITERAL.match(text, i)
             if m:
                 out.append("' '")
                 i += len(m.group(0))
@@ -161,9 +162,7 @@ class Crate:
                         return None
                     base.pop()
                 segs = segs[1:]
-        elif segs[0] in self.children.get(self.file_module(here), set()) and len(here) == len(
-            self.file_module(here)
-        ):
+        elif segs[0] in self.children.get(self.file_module(here), set()) and len(here) == len(self.file_module(here)):
             base = list(here)
         else:
             return None
@@ -345,9 +344,7 @@ def main(argv: list[str]) -> int:
             cycle = one_cycle(graph, comp)
             print(f"{label} import cycle among {{{', '.join(comp)}}}: {' -> '.join(cycle)}")
     if not failed:
-        print(
-            f"no import cycle among {len(files)} files and {len(folders)} top-level modules of {src}"
-        )
+        print(f"no import cycle among {len(files)} files and {len(folders)} top-level modules of {src}")
     return 1 if failed else 0
 
 
