@@ -1,7 +1,8 @@
 """Builders for the core's positional records, and helpers for subprocess tests.
 
-The tuple layouts are those of ``_core.pyi``; the builders give every field a readable default so a
-test only spells out what it is about.
+The tuple layouts are those of ``_core.pyi``; the request record is built by the shim's own builder
+(``_records.request_record``). The builders here give every field a readable default so a test only
+spells out what it is about.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import textwrap
 from typing import Any
 
-from opentelemetry.instrumentation.vllm import _core
+from opentelemetry.instrumentation.vllm import _core, _records
 
 # 2023-11-14T22:13:20Z: a fixed, recognisable timestamp.
 T0 = 1_700_000_000_000_000_000
@@ -68,7 +69,7 @@ def request_record(
     e2e: float | None = 0.25,
     attributes: dict[str, Any] | None = None,
 ) -> tuple:
-    record = (
+    record = _records.request_record(
         response_id,
         span_id,
         start_ns,

@@ -7,7 +7,7 @@ from helpers import MS, NO_TIMINGS, T0, batch_header, operation_record, request_
 from opentelemetry.instrumentation.vllm import _core
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-# Semantic conventions v1.41 (gen-ai-metrics.md), as src/telemetry/semconv.rs must declare them.
+# Semantic conventions v1.41 (the GenAI metrics), as src/telemetry/semconv.rs must declare them.
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5]

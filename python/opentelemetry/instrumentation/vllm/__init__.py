@@ -20,7 +20,7 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.dependencies import DependencyConflict, get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.vllm import _bridge, _configuration, _core, _delivery, _lifecycle
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
@@ -42,7 +42,8 @@ __all__ = [
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
 
-class VllmInstrumentor(BaseInstrumentor):
+# BaseInstrumentor is untyped to mypy (opentelemetry-instrumentation opts its module out of type checking).
+class VllmInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Instruments vLLM; configuration arguments override the matching OTEL_* variables.
 
     A second ``instrument()`` is a no-op; ``uninstrument()`` removes the patches and flushes.
@@ -51,7 +52,7 @@ class VllmInstrumentor(BaseInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
-    def _check_dependency_conflicts(self):
+    def _check_dependency_conflicts(self) -> DependencyConflict | None:
         # Any one of vLLM's distributions will do (the ``instruments-any`` extra).
         return get_dependency_conflicts(_instruments, _instruments_any)
 
@@ -149,7 +150,7 @@ def get_stats() -> dict[str, int]:
 
 def get_latency_percentiles() -> list[dict[str, Any]]:
     """Count, p50, p90, p99, p99.9 and max (seconds) of every duration, per metric and model."""
-    return list(_core.latency_percentiles())
+    return [dict(row) for row in _core.latency_percentiles()]
 
 
 def get_latency_summary() -> str:

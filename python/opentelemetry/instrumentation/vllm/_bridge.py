@@ -98,7 +98,7 @@ class SpanBridge(_Bridge):
             tracer.id_generator = generator
         return tracer, generator
 
-    def __call__(self, batch: Sequence[tuple]) -> tuple[int, str | None]:
+    def __call__(self, batch: Sequence[tuple[Any, ...]]) -> tuple[int, str | None]:
         failed, first_error = 0, None
         with self._lock:
             tracer, ids = self._tracer()
@@ -209,7 +209,7 @@ def _observe_engines(meter: Any) -> None:
             for provider, model, index, *values in _core.engine_states():
                 value = values[field]
                 if value is not None:
-                    attributes = {"gen_ai.provider.name": provider, "vllm.engine.index": index}
+                    attributes: dict[str, str | int] = {"gen_ai.provider.name": provider, "vllm.engine.index": index}
                     if model is not None:
                         attributes["gen_ai.request.model"] = model
                     observations.append(Observation(value, attributes))

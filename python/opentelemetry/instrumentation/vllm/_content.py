@@ -80,7 +80,7 @@ class ContentPolicy:
             return None
         return json.dumps([self._output_message(text, finish_reason)], ensure_ascii=False)
 
-    def _output_message(self, text: str, finish_reason: str | None) -> dict:
+    def _output_message(self, text: str, finish_reason: str | None) -> dict[str, Any]:
         return {
             "role": "assistant",
             "parts": [{"type": "text", "content": self._text(text)}],

@@ -8,6 +8,8 @@ timestamps are integer nanoseconds since the Unix epoch, ids are ints as in
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypedDict
 
+from typing_extensions import Unpack
+
 __version__: str
 REQUEST_RECORD_LEN: int  # 17
 REQUEST_RECORD_WITH_PARENT_LEN: int  # 19
@@ -48,6 +50,27 @@ RequestRecord = tuple[
 # The same with two more fields, for requests that each have their own parent (serving):
 #   17 parent: ParentContext | None, replacing the batch header's (None: a root span);
 #   18 trace_id: int | None, the trace id new_span_context returned with span_id (for a root span).
+RequestRecordWithParent = tuple[
+    str | None,
+    int | None,
+    int,
+    int,
+    int | None,
+    int | None,
+    int | None,
+    Sequence[str] | None,
+    str | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    Attributes,
+    ParentContext | None,  # 17 parent
+    int | None,  # 18 trace_id
+]
 
 # One API call, parent of its requests.
 OperationRecord = tuple[
@@ -79,11 +102,13 @@ class LatencyPercentiles(TypedDict):
 # (undelivered, first_error). Spans: a list of (name, kind, trace_id, span_id, parent_span_id or 0,
 # parent_is_remote, trace_flags, start_ns, end_ns, attributes, status_code 0/1/2, status_description).
 # Measurements: a list of (index into METRICS, attributes, values).
-SpanBridge = Callable[[list[tuple]], tuple[int, str | None]]
+SpanBridge = Callable[[list[tuple[Any, ...]]], tuple[int, str | None]]
 MetricBridge = Callable[[list[tuple[int, dict[str, AttributeValue], list[float]]]], tuple[int, str | None]]
 
 # (name, unit, description, bucket boundaries, integer) of every histogram.
 METRICS: tuple[tuple[str, str, str, list[float], bool], ...]
+# (name, unit, description) of the engine gauges (running, waiting, KV-cache usage) and the preemption counter.
+ENGINE_METRICS: list[tuple[str, str, str]]
 
 def configure(
     overrides: Mapping[str, str] | None = None,
@@ -99,34 +124,67 @@ def delivery() -> tuple[str, str] | None: ...
 def new_span_context(
     parent: ParentContext | None, operation_name: str, request_model: str | None = None, span_kind: int = 0
 ) -> tuple[int, int, int]: ...
-def record_requests(header: BatchHeader, requests: list[RequestRecord]) -> int: ...
+def record_requests(header: BatchHeader, requests: list[RequestRecord] | list[RequestRecordWithParent]) -> int: ...
 def record_operation(operation: OperationRecord) -> bool: ...
+
+# The engines' latest states, for the metric bridge: (provider, model, engine_index, running, waiting,
+# kv_cache_usage, preemptions_total) each.
+def engine_states() -> list[tuple[str, str | None, int, int | None, int | None, float | None, int | None]]: ...
+
+# The attribute names the readers below take (as keyword arguments), declared in _vllm.py.
+class OutputReaderFields(TypedDict):
+    """``_vllm.FINISHED_OUTPUT_FIELDS``: a finished RequestOutput's attribute names."""
+
+    finished: str
+    request_id: str
+    prompt_token_ids: str
+    completions: str
+    completion_token_ids: str
+    finish_reason: str
+    cached_tokens: str
+    error: str
+    stats: str
+    arrival_wall: str
+    time_to_first_token: str
+    generated_tokens: str
+    preemptions: str
+    queue: tuple[str, str]
+    prefill: tuple[str, str]
+    decode: tuple[str, str]
+    inference: tuple[str, str]
+
+class FinishedRequestFields(TypedDict):
+    """``_vllm.FINISHED_REQUEST_FIELDS``: a finished request state's attribute names (serving)."""
+
+    stats: str
+    prompt_tokens: str
+    cached_tokens: str
+    detokenizer: str
+    output_token_count: str
+    output_token_ids: str
+    error_types: list[tuple[str, str]]
+    arrival_wall: str
+    time_to_first_token: str
+    generated_tokens: str
+    preemptions: str
+    queue: tuple[str, str]
+    prefill: tuple[str, str]
+    decode: tuple[str, str]
+    inference: tuple[str, str]
+
+class EngineStateFields(TypedDict):
+    """``_vllm.ENGINE_STATE_ATTRIBUTES``: the engine gauges' attribute names on vLLM's stats objects."""
+
+    running: str
+    waiting: str
+    usage: list[str]
+    preempted: str
 
 class OutputReader:
     """Reads an engine step's finished outputs by the attribute names given (``_vllm.FINISHED_OUTPUT_FIELDS``)
     and records the ones of the usual shape; see ``src/offline/output_reader.rs``."""
 
-    def __init__(
-        self,
-        *,
-        finished: str,
-        request_id: str,
-        prompt_token_ids: str,
-        completions: str,
-        completion_token_ids: str,
-        finish_reason: str,
-        cached_tokens: str,
-        error: str,
-        stats: str,
-        arrival_wall: str,
-        time_to_first_token: str,
-        generated_tokens: str,
-        preemptions: str,
-        queue: tuple[str, str],
-        prefill: tuple[str, str],
-        decode: tuple[str, str],
-        inference: tuple[str, str],
-    ) -> None: ...
+    def __init__(self, **fields: Unpack[OutputReaderFields]) -> None: ...
     def record_of(self, output: Any, start_ns: int, end_ns: int) -> RequestRecord | None:
         """For tests: the record this reader would build, attributes None; None where it would leave the output."""
 
@@ -134,27 +192,7 @@ class FinishedRequestReader:
     """Serving: reads the requests an engine step finished (their request states, by the attribute
     names given, ``_vllm.FINISHED_REQUEST_FIELDS``) and records them; see ``src/readers/finished_requests.rs``."""
 
-    def __init__(
-        self,
-        provider: str,
-        model: str | None,
-        *,
-        stats: str,
-        prompt_tokens: str,
-        cached_tokens: str,
-        detokenizer: str,
-        output_token_count: str,
-        output_token_ids: str,
-        error_types: list[tuple[str, str]],
-        arrival_wall: str,
-        time_to_first_token: str,
-        generated_tokens: str,
-        preemptions: str,
-        queue: tuple[str, str],
-        prefill: tuple[str, str],
-        decode: tuple[str, str],
-        inference: tuple[str, str],
-    ) -> None: ...
+    def __init__(self, provider: str, model: str | None, **fields: Unpack[FinishedRequestFields]) -> None: ...
     def record(self, finished: list[tuple[Any, Any, str, float | None]], end_ns: int) -> list[Any] | None:
         """Records the notes ``(added, request state, finish reason, iteration end or None)`` of one step
         that ended at ``end_ns``; returns those of another shape than the usual, for the shim (None
@@ -164,9 +202,7 @@ class EngineStateRecorder:
     """Records the engine gauges of one engine's steps, reading vLLM's stats objects by the attribute
     names given (``_vllm.ENGINE_STATE_ATTRIBUTES``)."""
 
-    def __init__(
-        self, provider: str, model: str | None, *, running: str, waiting: str, usage: list[str], preempted: str
-    ) -> None: ...
+    def __init__(self, provider: str, model: str | None, **fields: Unpack[EngineStateFields]) -> None: ...
     def record(self, owner: object, scheduler_stats: object, iteration_stats: object, engine_index: object) -> bool:
         """One step (``owner`` is not read); never raises: what is missing, of another type, out of
         range or raises is absent. False where nothing was recorded (no stats, telemetry off)."""
@@ -203,7 +239,7 @@ class Operation:
     request_count: int  # counted by the core's registration and by the shim
     engine_id: int
     runs_enqueued: bool
-    conversations: list | None
+    conversations: list[Any] | None
     def as_parent(self) -> ParentContext: ...
     def end(self, end_ns: int, error_type: str | None = None) -> bool: ...
 
@@ -235,7 +271,7 @@ class PendingRequests:
     ) -> None:
         """Keeps a request of this thread's current operation where the core reads its outputs; any
         other goes to ``register_otherwise``."""
-    def release(self, operation: Operation, pending: dict[tuple[int, str], tuple]) -> int:
+    def release(self, operation: Operation, pending: dict[tuple[int, str], tuple[Any, ...]]) -> int:
         """Hands the operation's unfinished requests into ``pending``; returns its request count."""
     def deactivate(self) -> None: ...
     def __len__(self) -> int: ...
@@ -256,8 +292,8 @@ class OfflineCalls:
         now_ns: Callable[[], int],
         requests: PendingRequests,
         reader: OutputReader,
-        shim_pending: dict[tuple[int, str], tuple],
-        record_otherwise: Callable[[Any, list, int], None],
+        shim_pending: dict[tuple[int, str], tuple[Any, ...]],
+        record_otherwise: Callable[[Any, list[Any], int], None],
         end_unfinished: Callable[[Operation, int, str | None], None],
         log_failure: Callable[[str, BaseException], None],
     ) -> None: ...

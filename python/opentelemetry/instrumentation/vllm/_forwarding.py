@@ -1,14 +1,14 @@
 """Forwarding functions generated from a method's own parameter list, for methods called per request.
 
 A replacement written as ``def replacement(self, *args, **kwargs)`` makes the interpreter pack a
-tuple and a dict on every call and unpack them again to call the original: about 0.45 µs per call
-here (measured, ``LLMEngine.add_request`` as vLLM 0.32 calls it), as much as everything the
-instrumentation then does. A function with the original's own parameters forwards in about 0.04 µs.
-Around ``LLM.generate`` and the other LLM calls, wrapt's wrapper costs about 0.55 µs per call, as much
-as starting the operation itself: ``surrounding_function`` does the same there. Around a coroutine
-function (``AsyncLLM.add_request``, the servers' ``_get_trace_headers``), an ``async`` wrapt wrapper
-costs about 0.6 µs per call (a second coroutine, awaited); ``argument_dispatching_function`` and
-``substituting_function`` return the original's own coroutine in the usual case instead.
+tuple and a dict on every call and unpack them again to call the original, which costs as much as
+everything the instrumentation then does; a function with the original's own parameters forwards
+them for a fraction of that. Around ``LLM.generate`` and the other LLM calls, wrapt's wrapper costs as
+much as starting the operation itself: ``surrounding_function`` does the same there. Around a
+coroutine function (``AsyncLLM.add_request``, the servers' ``_get_trace_headers``), an ``async``
+wrapper makes and awaits a second coroutine; ``argument_dispatching_function`` and
+``substituting_function`` return the original's own coroutine in the usual case instead. The
+measurements: docs/design/generated-forwarding.md.
 Nothing in the standard library or wrapt builds one, so this does what ``dataclasses`` and
 ``collections.namedtuple`` do: source text from the signature, ``exec``'d in a namespace that holds
 only the original, the callbacks and the original's default values.
@@ -35,7 +35,9 @@ def callback_global(callback: str) -> str:
     return f"{_PREFIX}{callback}"
 
 
-def forwarding_function(original: Any, report: Callable, reported: Sequence[str]) -> Callable | None:
+def forwarding_function(
+    original: Any, report: Callable[..., Any], reported: Sequence[str]
+) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters that calls ``original`` with exactly the arguments it
     was given (each passed on explicitly, defaults being the original's own default objects) and,
     when that returned, ``report(<self>, <the arguments named in reported>)`` (a name the signature
@@ -56,7 +58,7 @@ def forwarding_function(original: Any, report: Callable, reported: Sequence[str]
     )
 
 
-def preceding_function(original: Any, report: Callable, reported: Sequence[str]) -> Callable | None:
+def preceding_function(original: Any, report: Callable[..., Any], reported: Sequence[str]) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that first calls
     ``report(<self>, <the arguments named in reported>)``, then returns what ``original`` returns for
     exactly the arguments it was given (the output processor's ``add_request``, where the request must
@@ -72,7 +74,7 @@ def preceding_function(original: Any, report: Callable, reported: Sequence[str])
     )
 
 
-def result_reporting_function(original: Any, report: Callable) -> Callable | None:
+def result_reporting_function(original: Any, report: Callable[..., Any]) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that calls ``original``
     and, when what it returned is true (``LLMEngine.step``'s outputs: most steps finish nothing),
     ``report(<self>, <what it returned>)``, then returns it.
@@ -90,7 +92,7 @@ def result_reporting_function(original: Any, report: Callable) -> Callable | Non
     )
 
 
-def pending_reporting_function(original: Any, pending: Any, report: Callable) -> Callable | None:
+def pending_reporting_function(original: Any, pending: Any, report: Callable[..., Any]) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that calls ``original``
     and, when that returned and ``pending`` (a container the caller fills, such as the requests that
     finished during the call) is not empty, ``report()``; then returns what ``original`` returned.
@@ -110,7 +112,9 @@ def pending_reporting_function(original: Any, pending: Any, report: Callable) ->
     )
 
 
-def argument_dispatching_function(original: Any, argument: str, otherwise: Callable) -> Callable | None:
+def argument_dispatching_function(
+    original: Any, argument: str, otherwise: Callable[..., Any]
+) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that, where the argument
     named ``argument`` is false (None, empty: the usual case), returns what ``original`` returns for
     exactly the arguments it was given, and otherwise returns ``otherwise(<self>, <that argument>,
@@ -135,7 +139,9 @@ def argument_dispatching_function(original: Any, argument: str, otherwise: Calla
     )
 
 
-def substituting_function(original: Any, substitute: Callable, reported: Sequence[str]) -> Callable | None:
+def substituting_function(
+    original: Any, substitute: Callable[..., Any], reported: Sequence[str]
+) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that first calls
     ``substitute(<self>, <the arguments named in reported>)`` and returns what that returned unless it
     is None, else what ``original`` returns for exactly the arguments it was given (for a coroutine
@@ -154,7 +160,9 @@ def substituting_function(original: Any, substitute: Callable, reported: Sequenc
     )
 
 
-def surrounding_function(original: Any, begin: Callable, end: Callable, begun_with: Sequence[str]) -> Callable | None:
+def surrounding_function(
+    original: Any, begin: Callable[..., Any], end: Callable[..., Any], begun_with: Sequence[str]
+) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that first calls
     ``begin(<self>, <the arguments named in begun_with>)``. If that returned None, it only calls
     ``original``. Otherwise it calls ``original``, then ``end(<what begin returned>, None)`` when that
@@ -181,7 +189,9 @@ def surrounding_function(original: Any, begin: Callable, end: Callable, begun_wi
     return _generated(original, {"begin": begin, "end": end}, body)
 
 
-def _generated(original: Any, callbacks: dict[str, Any], body: Callable[[_Signature], str]) -> Callable | None:
+def _generated(
+    original: Any, callbacks: dict[str, Any], body: Callable[[_Signature], str]
+) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters whose body is ``body(<its signature>)``, run with
     ``callbacks`` in its namespace (each under the generated-name prefix); None where ``original``'s
     parameters cannot be forwarded faithfully (see ``forwarding_function``)."""
@@ -241,10 +251,11 @@ class _Signature:
         """``self`` and the parameters named (None for a name the signature lacks), as call arguments."""
         return ", ".join([self.self_name] + [name if name in self.names else "None" for name in named])
 
-    def define(self, body: str) -> Callable:
+    def define(self, body: str) -> Callable[..., Any]:
         name = self.original.__name__
         source = f"def {name}({self.declared}):\n{body}"
         # A file name that says where a traceback's frame comes from.
         code = compile(source, f"{GENERATED_FILE}{self.original.__qualname__}>", "exec")
         exec(code, self.namespace)  # noqa: S102 - source built from identifiers and generated names only
-        return self.namespace[name]
+        function: Callable[..., Any] = self.namespace[name]
+        return function

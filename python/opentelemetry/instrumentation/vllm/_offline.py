@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry.instrumentation.vllm import _core, _vllm
@@ -35,6 +36,10 @@ from opentelemetry.instrumentation.vllm._forwarding import (
     surrounding_function,
 )
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
+from opentelemetry.instrumentation.vllm._records import request_record
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.vllm._core import RequestRecord
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
@@ -49,7 +54,7 @@ Operation = _core.Operation
 # hands its own entries over in this layout too, see _core.PendingRequests):
 #   (add_request's time in ns; request attributes; operation or None (enqueued); operation name;
 #    prompt; conversation)
-PendingRequest = tuple
+PendingRequest = tuple[Any, ...]
 ADDED_NS, ATTRIBUTES, OPERATION, OPERATION_NAME = 0, 1, 2, 3  # positions read outside unpacking
 
 
@@ -68,13 +73,13 @@ class OfflineInstrumentation:
         # (params, lora_request, priority, attributes, operation) of the last request added here: a
         # batch usually shares one SamplingParams object, so its attributes are read once, not per
         # request; read again in each call (parameters may have been changed between calls).
-        self._last_attributes: tuple | None = None
+        self._last_attributes: tuple[Any, Any, Any, dict[str, Any], Operation | None] | None = None
         # The core reads finished outputs itself unless content is captured (that needs Python).
         self._reader = None if content.capture else _core.OutputReader(**_vllm.FINISHED_OUTPUT_FIELDS)
         # The requests the core reads and the core's begin/end/step reports, made when vLLM is
         # patched (with the clock of then: tests replace it first); None where the shim reads.
-        self._requests: Any = None
-        self._calls: Any = None
+        self._requests: _core.PendingRequests | None = None
+        self._calls: _core.OfflineCalls | None = None
 
     # ---- patching ---------------------------------------------------------------------------
 
@@ -92,8 +97,9 @@ class OfflineInstrumentation:
         self._pending.clear()
         if self._requests is not None:
             self._requests.deactivate()
+        if self._calls is not None:
             self._calls.deactivate()
-            self._requests = self._calls = None
+        self._requests = self._calls = None
 
     def _make_core_objects(self) -> None:
         if self._reader is None or self._requests is not None:
@@ -126,14 +132,16 @@ class OfflineInstrumentation:
         try:
             self._make_core_objects()
             llm = getattr(module, _vllm.LLM_CLASS)
-            self._patches.wrap(_vllm.defining_class(llm, "__init__"), "__init__", self._llm_init)
-            for method in _vllm.OPERATION_OF_METHOD:
-                if hasattr(llm, method):
-                    owner = _vllm.defining_class(llm, method)
-                    self._patches.replace(owner, method, self._operation_replacement(method))
-            for method in _vllm.ENQUEUE_METHODS:
-                if hasattr(llm, method):
-                    self._patches.wrap(_vllm.defining_class(llm, method), method, self._enqueue_wrapper(method))
+            init = _vllm.LLM_INIT.method
+            self._patches.wrap(_vllm.defining_class(llm, init), init, self._llm_init)
+            for hook in _vllm.LLM_OPERATIONS:
+                if hasattr(llm, hook.method):
+                    owner = _vllm.defining_class(llm, hook.method)
+                    self._patches.replace(owner, hook.method, self._operation_replacement(hook))
+            for hook in _vllm.LLM_ENQUEUES:
+                if hasattr(llm, hook.method):
+                    owner = _vllm.defining_class(llm, hook.method)
+                    self._patches.wrap(owner, hook.method, self._enqueue_wrapper(hook.method))
         except Exception:  # noqa: BLE001 - an unknown vLLM shape must not break the application
             _logger.warning("could not instrument %s; vLLM's offline API is not traced", module.__name__, exc_info=True)
 
@@ -144,25 +152,27 @@ class OfflineInstrumentation:
             engine = getattr(module, _vllm.ENGINE_CLASS, None)
             if engine is None:
                 return
-            add_request = _vllm.defining_class(engine, "add_request")
-            step = _vllm.defining_class(engine, "step")
+            add_request = _vllm.defining_class(engine, _vllm.ENGINE_ADD_REQUEST.method)
+            step = _vllm.defining_class(engine, _vllm.ENGINE_STEP.method)
             if add_request is None or step is None:
                 return
             # Plain functions rather than wrapt wrappers: add_request runs for every request and step
-            # for every engine step, and wrapt's call costs about 0.8 µs each here (measured), more
-            # than the registration itself.
-            self._patches.replace(add_request, "add_request", self._add_request_replacement)
-            self._patches.replace(step, "step", self._step_replacement)
+            # for every engine step, where wrapt's call costs more than the registration itself
+            # (docs/design/generated-forwarding.md).
+            self._patches.replace(add_request, _vllm.ENGINE_ADD_REQUEST.method, self._add_request_replacement)
+            self._patches.replace(step, _vllm.ENGINE_STEP.method, self._step_replacement)
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument %s", module.__name__, exc_info=True)
 
     # ---- wrappers ---------------------------------------------------------------------------
 
-    def _llm_init(self, wrapped, instance, args, kwargs):
+    def _llm_init(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if self.active:
-            if "disable_log_stats" not in kwargs:
-                kwargs["disable_log_stats"] = False
-            elif kwargs["disable_log_stats"] and not self._warned_stats_off:
+            if _vllm.DISABLE_LOG_STATS not in kwargs:
+                kwargs[_vllm.DISABLE_LOG_STATS] = False
+            elif kwargs[_vllm.DISABLE_LOG_STATS] and not self._warned_stats_off:
                 self._warned_stats_off = True
                 _logger.warning(
                     "LLM(disable_log_stats=True): vLLM keeps no per-request stats, so time to first token, "
@@ -170,13 +180,16 @@ class OfflineInstrumentation:
                 )
         return wrapped(*args, **kwargs)
 
-    def _operation_replacement(self, method: str):
+    def _operation_replacement(self, hook: _vllm.HookPoint) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """The replacement of an LLM method that is an operation (see ``_operation_beginning``): a function
-        with the method's own parameters where it has plain ones (wrapt's wrapper costs about 0.55 µs
-        per call, as much as starting the operation), else a generic one. Where the core reads
-        outputs, the core begins and ends the operation, except wait_for_completion's (the shim's
-        pending requests name and count it)."""
+        with the method's own parameters where it has plain ones (wrapt's wrapper costs as much as
+        starting the operation: docs/design/generated-forwarding.md), else a generic one. Where the
+        core reads outputs, the core begins and ends the operation, except wait_for_completion's (the
+        shim's pending requests name and count it)."""
+        method = hook.method
         operation_name = _vllm.OPERATION_OF_METHOD[method]
+        begin: Callable[[Any, Any], Operation | None]
+        end: Callable[[Operation, BaseException | None], None]
         if self._calls is not None and operation_name is not None:
             records_requests = method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS
             begin = _core.OperationStart(self._calls, operation_name, records_requests).begin
@@ -184,14 +197,15 @@ class OfflineInstrumentation:
         else:
             begin = self._operation_beginning(method)
             end = self._end_operation
+        (messages,) = hook.parameters
 
-        def make(original):
-            surrounding = surrounding_function(original, begin, end, ("messages",))
+        def make(original: Callable[..., Any]) -> Callable[..., Any]:
+            surrounding = surrounding_function(original, begin, end, hook.parameters)
             if surrounding is not None:
                 return surrounding
 
-            def instrumented(llm, *args, **kwargs):
-                begun = begin(llm, kwargs.get("messages", args[0] if args else None))
+            def instrumented(llm: Any, *args: Any, **kwargs: Any) -> Any:
+                begun = begin(llm, kwargs.get(messages, args[0] if args else None))
                 if begun is None:
                     return original(llm, *args, **kwargs)
                 try:
@@ -206,16 +220,16 @@ class OfflineInstrumentation:
 
         return make
 
-    def _operation_beginning(self, method: str):
+    def _operation_beginning(self, method: str) -> Callable[[Any, Any], Operation | None]:
         """``begin(llm, messages)`` for an LLM method: makes its operation current and returns it, or
         None where the call is not an operation (instrumentation off, or a call made inside another
         one, as chat -> generate in older vLLM). Never raises."""
         operation_name = _vllm.OPERATION_OF_METHOD[method]
         records_requests = method not in _vllm.OPERATIONS_WITHOUT_REQUEST_SPANS
-        captures_conversations = method == "chat"
-        runs_enqueued = method == "wait_for_completion"
+        captures_conversations = method == _vllm.CONVERSATION_METHOD
+        runs_enqueued = method == _vllm.ENQUEUED_RUNNER_METHOD
 
-        def begin(llm, messages):
+        def begin(llm: Any, messages: Any) -> Operation | None:
             if not self.active or _core.current_operation() is not None:
                 return None
             try:
@@ -244,8 +258,8 @@ class OfflineInstrumentation:
 
         return begin
 
-    def _enqueue_wrapper(self, method: str):
-        def wrapper(wrapped, instance, args, kwargs):
+    def _enqueue_wrapper(self, method: str) -> Callable[..., Any]:
+        def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             self._last_attributes = None  # parameters may have been changed between calls
             token = _enqueue_operation.set(_vllm.ENQUEUE_METHODS[method])
             try:
@@ -255,23 +269,27 @@ class OfflineInstrumentation:
 
         return wrapper
 
-    def _add_request_replacement(self, add_request):
+    def _add_request_replacement(self, add_request: Callable[..., Any]) -> Callable[..., Any]:
         self._make_core_objects()
-        register = self._requests.register if self._requests is not None else self._register_request
+        register: Callable[..., None] = (
+            self._requests.register if self._requests is not None else self._register_request
+        )
         # The usual case: a function with add_request's own parameters (see _forwarding.py).
-        forwarding = forwarding_function(add_request, register, _vllm.ADD_REQUEST_FIELDS)
+        forwarding = forwarding_function(add_request, register, _vllm.ENGINE_ADD_REQUEST.parameters)
         if forwarding is not None:
             return forwarding
         fields = _vllm.AddRequestArguments(add_request).fields
 
-        def instrumented_add_request(engine, *args, **kwargs):
+        def instrumented_add_request(engine: Any, *args: Any, **kwargs: Any) -> Any:
             result = add_request(engine, *args, **kwargs)
             register(engine, *fields(args, kwargs))
             return result
 
         return instrumented_add_request
 
-    def _register_request(self, engine, request_id, prompt, params, lora_request, priority, prompt_text) -> None:
+    def _register_request(
+        self, engine: Any, request_id: Any, prompt: Any, params: Any, lora_request: Any, priority: Any, prompt_text: Any
+    ) -> None:
         """Registers, after vLLM accepted it, a request the core does not keep: an enqueued one, one of
         an operation whose outputs the shim reads itself (content captured), or one the core could
         not register. Never raises."""
@@ -310,16 +328,18 @@ class OfflineInstrumentation:
         except Exception:  # noqa: BLE001
             _logger.debug("could not register a request", exc_info=True)
 
-    def _step_replacement(self, step):
+    def _step_replacement(self, step: Callable[..., Any]) -> Callable[..., Any]:
         self._make_core_objects()
-        record_step = self._calls.record_step if self._calls is not None else self._record_step
+        record_step: Callable[[Any, Any], None] = (
+            self._calls.record_step if self._calls is not None else self._record_step
+        )
         # The usual case: a function with step's own parameters, which reports only the steps that
         # returned outputs (see _forwarding.py).
         forwarding = result_reporting_function(step, record_step)
         if forwarding is not None:
             return forwarding
 
-        def instrumented_step(engine, *args, **kwargs):
+        def instrumented_step(engine: Any, *args: Any, **kwargs: Any) -> Any:
             outputs = step(engine, *args, **kwargs)
             if outputs:
                 record_step(engine, outputs)
@@ -329,7 +349,7 @@ class OfflineInstrumentation:
 
     # ---- recording --------------------------------------------------------------------------
 
-    def _record_step(self, engine: Any, outputs: list) -> None:
+    def _record_step(self, engine: Any, outputs: list[Any]) -> None:
         """Records the requests that finished in an engine step that returned ``outputs``, where the
         shim reads outputs (see ``OfflineCalls.record_step`` for the core's). Never raises."""
         if not self._pending:
@@ -339,15 +359,15 @@ class OfflineInstrumentation:
         except Exception:  # noqa: BLE001
             _logger.debug("could not record finished requests", exc_info=True)
 
-    def _record_left_outputs(self, engine: Any, outputs: list, end_ns: int) -> None:
+    def _record_left_outputs(self, engine: Any, outputs: list[Any], end_ns: int) -> None:
         """The core's hand-over of the outputs it did not record (see ``OfflineCalls``)."""
         self._record_finished(engine, outputs, end_ns)
 
-    def _record_finished(self, engine: Any, outputs: list, end_ns: int) -> None:
+    def _record_finished(self, engine: Any, outputs: list[Any], end_ns: int) -> None:
         """The shim's own reading of finished outputs: its requests, and outputs the core left."""
         end_wall = end_ns / 1e9
         engine_id = id(engine)
-        groups: dict[tuple[int, str], tuple[Operation | None, str, list]] = {}
+        groups: dict[tuple[int, str], tuple[Operation | None, str, list[RequestRecord]]] = {}
         current = _core.current_operation()
         for output in outputs:
             if not _vllm.is_finished(output):
@@ -379,8 +399,15 @@ class OfflineInstrumentation:
                 self._send(operation, name, model, records)
 
     def _request_record(
-        self, output: Any, added_ns: int, attributes: dict, prompt: Any, conversation: Any, end_ns: int, end_wall: float
-    ) -> tuple:
+        self,
+        output: Any,
+        added_ns: int,
+        attributes: dict[str, Any],
+        prompt: Any,
+        conversation: Any,
+        end_ns: int,
+        end_wall: float,
+    ) -> RequestRecord:
         start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
             _vllm.request_stats(output), end_wall
         )
@@ -392,8 +419,7 @@ class OfflineInstrumentation:
             if self.content.capture:
                 attributes["gen_ai.input.messages"] = self.content.input_messages(prompt, conversation)
                 attributes["gen_ai.output.messages"] = self.content.output_messages(_vllm.completions(output))
-        error_type = _vllm.error_type(output)
-        return (
+        return request_record(
             str(output.request_id),
             None,
             start_ns if start_ns is not None else added_ns,
@@ -402,7 +428,7 @@ class OfflineInstrumentation:
             output_tokens,
             cached,
             _vllm.finish_reasons(output),
-            error_type,
+            _vllm.error_type(output),
             ttft,
             tpot,
             queue,
@@ -413,7 +439,7 @@ class OfflineInstrumentation:
             attributes,
         )
 
-    def _send(self, operation: Operation | None, name: str, model: str | None, records: list) -> None:
+    def _send(self, operation: Operation | None, name: str, model: str | None, records: list[RequestRecord]) -> None:
         parent = operation.as_parent() if operation is not None else current_parent()
         header = (name, _vllm.PROVIDER_NAME, model, model, parent, SPAN_KIND_INTERNAL, None)
         _core.record_requests(header, records)
@@ -427,7 +453,11 @@ class OfflineInstrumentation:
             error_type = None if error is None else type(error).__qualname__
             if operation.core_reads:
                 # The core's unfinished requests of this operation join the shim's, which end below.
-                self._requests.release(operation, self._pending)
+                # (An operation the core reads was begun with the core's objects made; one that
+                # outlived uninstrument() fails here as it always has, and is logged below.)
+                requests = self._requests
+                assert requests is not None
+                requests.release(operation, self._pending)
             if self._pending:
                 self._end_unfinished_requests(operation, end_ns, error_type)
             operation.end(end_ns, error_type)
@@ -462,7 +492,8 @@ class OfflineInstrumentation:
         engine_id = id(engine)
         for (owner, _), pending in self._pending.copy().items():
             if owner == engine_id and pending[OPERATION] is None:
-                return pending[OPERATION_NAME]
+                name: str = pending[OPERATION_NAME]
+                return name
         return "text_completion"
 
     def _count_enqueued(self, engine: Any) -> int:
@@ -475,9 +506,11 @@ def _log_failure(what: str, error: BaseException) -> None:
     _logger.debug("could not %s", what, exc_info=error)
 
 
-def _bare_record(request_id: str, start_ns: int, attributes: dict, end_ns: int, error_type: str | None) -> tuple:
+def _bare_record(
+    request_id: str, start_ns: int, attributes: dict[str, Any], end_ns: int, error_type: str | None
+) -> RequestRecord:
     """A request record with only what add_request knew: ids, times, parameters, no output values."""
-    return (
+    return request_record(
         request_id,
         None,
         start_ns,

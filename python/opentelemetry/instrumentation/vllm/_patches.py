@@ -25,7 +25,7 @@ class ClassPatches:
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._applied.append((owner, name))
 
-    def replace(self, owner: type | None, name: str, make: Callable[[Callable], Callable]) -> None:
+    def replace(self, owner: type | None, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
         """Replaces ``owner.name`` with the plain function ``make(original)`` (``__wrapped__`` set, so
         ``unwrap`` restores the original). For methods vLLM calls for every request, where wrapt's
         bound-wrapper machinery costs more than the instrumentation's own work (see callers)."""
@@ -40,7 +40,11 @@ class ClassPatches:
         self._applied.append((owner, name))
 
     def replace_or_wrap(
-        self, owner: type | None, name: str, generate: Callable[[Callable], Callable | None], wrapper: Any
+        self,
+        owner: type | None,
+        name: str,
+        generate: Callable[[Callable[..., Any]], Callable[..., Any] | None],
+        wrapper: Any,
     ) -> None:
         """``replace`` with ``generate(original)`` where that makes a function (see _forwarding.py),
         else ``wrap`` with the generic ``wrapper``."""
@@ -59,7 +63,7 @@ class ClassPatches:
         """Restores every wrapped attribute, the last applied first."""
         for owner, name in reversed(self._applied):
             current = vars(owner).get(name)
-            if getattr(current, _REPLACED, False):
+            if current is not None and getattr(current, _REPLACED, False):
                 setattr(owner, name, current.__wrapped__)
             else:
                 unwrap(owner, name)

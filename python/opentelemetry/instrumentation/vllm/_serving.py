@@ -26,7 +26,8 @@ import contextvars
 import logging
 import types
 import weakref
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import wrapt
 from opentelemetry import propagate, trace
@@ -41,6 +42,10 @@ from opentelemetry.instrumentation.vllm._forwarding import (
     substituting_function,
 )
 from opentelemetry.instrumentation.vllm._patches import ClassPatches
+from opentelemetry.instrumentation.vllm._records import request_record_with_parent
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.vllm._core import RequestRecordWithParent
 
 _logger = logging.getLogger("opentelemetry.instrumentation.vllm")
 
@@ -54,8 +59,8 @@ _incoming_trace_headers: contextvars.ContextVar[Any] = contextvars.ContextVar(
 )
 
 # Instance attributes set on an AsyncLLM's output processor and stat-logger manager.
-PROCESSOR_METHODS = ("add_request", "process_outputs", "_update_stats_from_finished", "abort_requests")
-LOGGER_MANAGER_METHODS = ("record",)
+PROCESSOR_METHODS = tuple(hook.method for hook in _vllm.PROCESSOR_HOOKS)
+LOGGER_MANAGER_METHODS = (_vllm.LOGGER_MANAGER_RECORD.method,)
 
 # Every AsyncLLM instrumented in this process, weakly: the hook is its __init__, which has already
 # run for a live engine, so an instrument() after uninstrument() (telemetry turned off and on again
@@ -77,6 +82,9 @@ class ServingRequest(NamedTuple):
     attributes: dict[str, Any]
 
 
+# The EngineCoreRequest's trace headers, read per request (a module global: no attribute lookup on _vllm).
+_TRACE_HEADERS = _vllm.ENGINE_REQUEST_TRACE_HEADERS
+
 # ServingRequest(...) runs the namedtuple's __new__, a Python function; tuple.__new__ with the class
 # makes the same object in C (about 0.12 µs less per request, which a server adds for every request).
 _new_tuple = tuple.__new__
@@ -88,7 +96,7 @@ def incoming_parent(request: Any) -> tuple[int, int, int, bool] | None:
     parent = current_parent()
     if parent is not None:
         return parent
-    headers = _incoming_trace_headers.get() or getattr(request, "trace_headers", None)
+    headers = _incoming_trace_headers.get() or getattr(request, _TRACE_HEADERS, None)
     if not headers:
         return None
     context = trace.get_current_span(propagate.extract(headers)).get_span_context()
@@ -126,7 +134,10 @@ def traceparent(trace_id: int, span_id: int, flags: int) -> str:
 
 
 class EngineRequests:
-    """The requests of one AsyncLLM: registered when added, recorded when finished or aborted."""
+    """The requests of one AsyncLLM: registered when added, recorded when finished or aborted.
+
+    Per request, ``request_id`` is read as a plain attribute of the EngineCoreRequest and the
+    RequestState (named in ``_vllm.ATTRIBUTES_READ``): a name looked up in _vllm would cost more."""
 
     def __init__(self, processor: Any, model: str | None, content: ContentPolicy) -> None:
         self.processor = processor
@@ -137,7 +148,7 @@ class EngineRequests:
         self.pending: dict[str, ServingRequest] = {}
         self.prompts: dict[str, Any] = {}
         # Requests finished during the current process_outputs call: (pending, req_state, reason, end_wall).
-        self.finished: list[tuple] = []
+        self.finished: list[tuple[ServingRequest, Any, str, float | None]] = []
         # The core reads and records them, except with content capture (that needs Python); any it
         # cannot read cleanly come back, for _record.
         self.reader = (
@@ -158,10 +169,10 @@ class EngineRequests:
                 # vLLM's llm_request span needs our span's context now, before ours is recorded.
                 trace_id, span_id, flags = _core.new_span_context(parent, operation, self.model, kind)
                 headers = {"traceparent": traceparent(trace_id, span_id, flags)}
-                incoming = getattr(request, "trace_headers", None) or {}
+                incoming = getattr(request, _TRACE_HEADERS, None) or {}
                 if "tracestate" in incoming:
                     headers["tracestate"] = incoming["tracestate"]
-                request.trace_headers = headers
+                setattr(request, _TRACE_HEADERS, headers)
             self.pending[request.request_id] = _new_tuple(
                 ServingRequest,
                 (
@@ -207,13 +218,14 @@ class EngineRequests:
     def record_finished(self) -> None:
         """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
         # The same list object stays: the generated process_outputs replacement holds it.
-        finished = self.finished.copy()
+        finished: list[Any] = self.finished.copy()
         self.finished.clear()
         end_ns = _vllm.now_ns()
         if self.reader is not None:
-            finished = self.reader.record(finished, end_ns)
-            if not finished:
+            left = self.reader.record(finished, end_ns)
+            if not left:
                 return
+            finished = left
         self._send([self._record(p, state, reason, end_wall, end_ns) for p, state, reason, end_wall in finished])
 
     def report_finished(self) -> None:
@@ -223,10 +235,10 @@ class EngineRequests:
         except Exception:  # noqa: BLE001
             _logger.debug("could not record finished requests", exc_info=True)
 
-    def record_aborted(self, states_before: dict) -> None:
+    def record_aborted(self, states_before: dict[str, Any]) -> None:
         """After abort_requests: our requests whose state vLLM dropped without finishing them,
         recorded with what their state said (tokens and latencies so far)."""
-        states = self.processor.request_states
+        states = getattr(self.processor, _vllm.OUTPUT_PROCESSOR_REQUEST_STATES)
         gone = [rid for rid in self.pending.copy() if rid not in states]
         if not gone:
             return
@@ -238,7 +250,15 @@ class EngineRequests:
                 records.append(self._record(pending, states_before.get(rid), "abort", None, end_ns, rid))
         self._send(records)
 
-    def _record(self, pending: ServingRequest, req_state: Any, reason: str, end_wall, end_ns, request_id=None):
+    def _record(
+        self,
+        pending: ServingRequest,
+        req_state: Any,
+        reason: str,
+        end_wall: float | None,
+        end_ns: int,
+        request_id: str | None = None,
+    ) -> tuple[int, str, RequestRecordWithParent]:
         stats = _vllm.request_state_stats(req_state)
         start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
             stats, end_wall if end_wall is not None else end_ns / 1e9
@@ -259,7 +279,7 @@ class EngineRequests:
         return (
             pending.kind,
             pending.operation_name,
-            (
+            request_record_with_parent(
                 pending.external_id,
                 pending.span_id,
                 start_ns if start_ns is not None else pending.start_ns,
@@ -282,10 +302,10 @@ class EngineRequests:
             ),
         )
 
-    def _send(self, records: list) -> None:
+    def _send(self, records: list[tuple[int, str, RequestRecordWithParent]]) -> None:
         if not records:
             return
-        groups: dict[tuple[int, str], list] = {}
+        groups: dict[tuple[int, str], list[RequestRecordWithParent]] = {}
         for kind, operation, record in records:
             groups.setdefault((kind, operation), []).append(record)
         for (kind, operation), group in groups.items():
@@ -313,7 +333,7 @@ def finished_recording(process_outputs: Any, requests: EngineRequests) -> Any:
     that finished during the call (``requests.finished``, filled by the ``_update_stats_from_finished``
     replacement, and by the ``_finish_request`` one for requests vLLM failed), once per engine step."""
 
-    def process_outputs_wrapper(*args, **kwargs):
+    def process_outputs_wrapper(*args: Any, **kwargs: Any) -> Any:
         result = process_outputs(*args, **kwargs)
         if requests.finished:
             requests.report_finished()
@@ -331,13 +351,13 @@ def request_registration(add_request: Any, requests: EngineRequests) -> Any:
     (``requests.added``) before vLLM takes it."""
     processor = getattr(add_request, "__self__", None)
 
-    def add_request_wrapper(request, prompt, *args, **kwargs):
+    def add_request_wrapper(request: Any, prompt: Any, *args: Any, **kwargs: Any) -> Any:
         requests.added(processor, request, prompt)
         return add_request(request, prompt, *args, **kwargs)
 
     return bound_replacement(
         add_request,
-        lambda function: preceding_function(function, requests.added, _vllm.PROCESSOR_ADD_REQUEST_ARGUMENTS),
+        lambda function: preceding_function(function, requests.added, _vllm.PROCESSOR_ADD_REQUEST.parameters),
         add_request_wrapper,
     )
 
@@ -346,9 +366,9 @@ def finish_registration(update_stats_from_finished: Any, requests: EngineRequest
     """The replacement of an output processor's bound ``_update_stats_from_finished`` (called once
     per finished request) that also tells ``requests.finished_now``."""
     processor = getattr(update_stats_from_finished, "__self__", None)
-    _, _, iteration_name = _vllm.FINISHED_STATS_ARGUMENTS
+    _, _, iteration_name = _vllm.PROCESSOR_UPDATE_STATS_FROM_FINISHED.parameters
 
-    def update_stats_from_finished_wrapper(req_state, finish_reason, *args, **kwargs):
+    def update_stats_from_finished_wrapper(req_state: Any, finish_reason: Any, *args: Any, **kwargs: Any) -> Any:
         iteration_stats = args[0] if args else kwargs.get(iteration_name)
         result = update_stats_from_finished(req_state, finish_reason, *args, **kwargs)
         requests.finished_now(processor, req_state, finish_reason, iteration_stats)
@@ -356,7 +376,9 @@ def finish_registration(update_stats_from_finished: Any, requests: EngineRequest
 
     return bound_replacement(
         update_stats_from_finished,
-        lambda function: forwarding_function(function, requests.finished_now, _vllm.FINISHED_STATS_ARGUMENTS),
+        lambda function: forwarding_function(
+            function, requests.finished_now, _vllm.PROCESSOR_UPDATE_STATS_FROM_FINISHED.parameters
+        ),
         update_stats_from_finished_wrapper,
     )
 
@@ -366,14 +388,14 @@ def leave_registration(finish_request: Any, requests: EngineRequests) -> Any:
     that leaves it) that also tells ``requests.left``."""
     processor = getattr(finish_request, "__self__", None)
 
-    def finish_request_wrapper(req_state, *args, **kwargs):
+    def finish_request_wrapper(req_state: Any, *args: Any, **kwargs: Any) -> Any:
         result = finish_request(req_state, *args, **kwargs)
         requests.left(processor, req_state)
         return result
 
     return bound_replacement(
         finish_request,
-        lambda function: forwarding_function(function, requests.left, _vllm.FINISH_REQUEST_ARGUMENTS),
+        lambda function: forwarding_function(function, requests.left, _vllm.PROCESSOR_FINISH_REQUEST.parameters),
         finish_request_wrapper,
     )
 
@@ -383,9 +405,9 @@ def engine_state_recording(record: Any, report: Any) -> Any:
     ``report(manager, scheduler_stats, iteration_stats, engine_idx)`` (``EngineStateRecorder.record``,
     which never raises) once per engine step."""
     manager = getattr(record, "__self__", None)
-    scheduler_name, iteration_name, index_name = _vllm.LOGGER_RECORD_ARGUMENTS
+    scheduler_name, iteration_name, index_name = _vllm.LOGGER_MANAGER_RECORD.parameters
 
-    def record_wrapper(*args, **kwargs):
+    def record_wrapper(*args: Any, **kwargs: Any) -> Any:
         result = record(*args, **kwargs)
         scheduler_stats = kwargs.get(scheduler_name, args[0] if args else None)
         iteration_stats = kwargs.get(iteration_name, args[1] if len(args) > 1 else None)
@@ -394,7 +416,7 @@ def engine_state_recording(record: Any, report: Any) -> Any:
 
     return bound_replacement(
         record,
-        lambda function: forwarding_function(function, report, _vllm.LOGGER_RECORD_ARGUMENTS),
+        lambda function: forwarding_function(function, report, _vllm.LOGGER_MANAGER_RECORD.parameters),
         record_wrapper,
     )
 
@@ -410,8 +432,9 @@ class ServingInstrumentation:
     def instrument(self) -> None:
         self.active = True
         wrapt.register_post_import_hook(self._patch_async_llm_module, _vllm.ASYNC_LLM_MODULE)
-        for module in _vllm.SERVING_BASE_CLASSES:
-            wrapt.register_post_import_hook(self._patch_serving_module, module)
+        for hook in _vllm.GET_TRACE_HEADERS:
+            for module in hook.modules:
+                wrapt.register_post_import_hook(self._patch_serving_module, module)
         for engine in list(_engines_seen):
             try:
                 self._instrument_engine(engine)
@@ -431,14 +454,16 @@ class ServingInstrumentation:
             return
         try:
             async_llm = getattr(module, _vllm.ASYNC_LLM_CLASS)
-            self._patches.wrap(_vllm.defining_class(async_llm, "__init__"), "__init__", self._async_llm_init)
+            init, add_request = _vllm.ASYNC_LLM_INIT.method, _vllm.ASYNC_LLM_ADD_REQUEST.method
+            self._patches.wrap(_vllm.defining_class(async_llm, init), init, self._async_llm_init)
             # Called per request: a generated function that hands back vLLM's own coroutine unless
             # the request came with trace headers (see _forwarding.py), else the generic wrapper.
+            (trace_headers,) = _vllm.ASYNC_LLM_ADD_REQUEST.parameters
             self._patches.replace_or_wrap(
-                _vllm.defining_class(async_llm, "add_request"),
-                "add_request",
-                lambda add_request: argument_dispatching_function(
-                    add_request, _vllm.ADD_REQUEST_TRACE_HEADERS, self._add_request_with_trace_headers
+                _vllm.defining_class(async_llm, add_request),
+                add_request,
+                lambda original: argument_dispatching_function(
+                    original, trace_headers, self._add_request_with_trace_headers
                 ),
                 self._async_llm_add_request,
             )
@@ -449,14 +474,15 @@ class ServingInstrumentation:
         if not self.active:
             return
         try:
-            serving = getattr(module, _vllm.SERVING_BASE_CLASSES[module.__name__], None)
-            if serving is not None and hasattr(serving, "_get_trace_headers"):
+            hook = next(h for h in _vllm.GET_TRACE_HEADERS if module.__name__ in h.modules)
+            serving = getattr(module, hook.owner, None)
+            if serving is not None and hasattr(serving, hook.method):
                 # Called per HTTP request: as add_request above.
                 self._patches.replace_or_wrap(
-                    _vllm.defining_class(serving, "_get_trace_headers"),
-                    "_get_trace_headers",
+                    _vllm.defining_class(serving, hook.method),
+                    hook.method,
                     lambda get_trace_headers: substituting_function(
-                        get_trace_headers, _incoming_trace_headers_ready, _vllm.GET_TRACE_HEADERS_ARGUMENTS
+                        get_trace_headers, _incoming_trace_headers_ready, hook.parameters
                     ),
                     self._get_trace_headers,
                 )
@@ -467,18 +493,23 @@ class ServingInstrumentation:
 
     # The generic wrappers, where vLLM's methods cannot be replaced by generated functions.
 
-    async def _get_trace_headers(self, wrapped, instance, args, kwargs):
-        ready = _incoming_trace_headers_ready(instance, kwargs.get("headers", args[0] if args else None))
+    async def _get_trace_headers(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        (headers,) = _vllm.GET_TRACE_HEADERS[0].parameters
+        ready = _incoming_trace_headers_ready(instance, kwargs.get(headers, args[0] if args else None))
         if ready is not None:
             return await ready
         return await wrapped(*args, **kwargs)
 
-    async def _async_llm_add_request(self, wrapped, instance, args, kwargs):
+    async def _async_llm_add_request(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         headers = kwargs.get(_vllm.ADD_REQUEST_TRACE_HEADERS)
         if not headers:
             return await wrapped(*args, **kwargs)
 
-        def add_request(forwarded):
+        def add_request(forwarded: Any) -> Any:
             return wrapped(*args, **{**kwargs, _vllm.ADD_REQUEST_TRACE_HEADERS: forwarded})
 
         return await self._add_request_with_trace_headers(instance, headers, add_request)
@@ -491,7 +522,9 @@ class ServingInstrumentation:
         native = _vllm.native_tracing_enabled(_vllm.async_llm_output_processor(engine))
         return _awaited_with_incoming_headers(headers, add_request(headers if native else None))
 
-    def _async_llm_init(self, wrapped, instance, args, kwargs):
+    def _async_llm_init(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         wrapped(*args, **kwargs)
         if not self.active:
             return
@@ -507,14 +540,15 @@ class ServingInstrumentation:
             return
         model = _vllm.model_name(engine)
         requests = EngineRequests(processor, model, self.content)
-        add_request = processor.add_request
-        process_outputs = processor.process_outputs
-        update_stats_from_finished = processor._update_stats_from_finished
-        abort_requests = processor.abort_requests
+        add_request = getattr(processor, _vllm.PROCESSOR_ADD_REQUEST.method)
+        process_outputs = getattr(processor, _vllm.PROCESSOR_PROCESS_OUTPUTS.method)
+        update_stats_from_finished = getattr(processor, _vllm.PROCESSOR_UPDATE_STATS_FROM_FINISHED.method)
+        abort_requests = getattr(processor, _vllm.PROCESSOR_ABORT_REQUESTS.method)
+        request_states = _vllm.OUTPUT_PROCESSOR_REQUEST_STATES
 
-        def abort_requests_wrapper(*args, **kwargs):
+        def abort_requests_wrapper(*args: Any, **kwargs: Any) -> Any:
             # Aborts are rare (client disconnects): a copy of the states keeps what the aborted had.
-            states_before = processor.request_states.copy() if requests.pending else None
+            states_before = getattr(processor, request_states).copy() if requests.pending else None
             result = abort_requests(*args, **kwargs)
             if states_before is not None:
                 try:
@@ -523,19 +557,25 @@ class ServingInstrumentation:
                     _logger.debug("could not record aborted requests", exc_info=True)
             return result
 
-        processor.add_request = request_registration(add_request, requests)
-        processor.process_outputs = finished_recording(process_outputs, requests)
-        processor._update_stats_from_finished = finish_registration(update_stats_from_finished, requests)
-        processor.abort_requests = abort_requests_wrapper
+        setattr(processor, _vllm.PROCESSOR_ADD_REQUEST.method, request_registration(add_request, requests))
+        setattr(processor, _vllm.PROCESSOR_PROCESS_OUTPUTS.method, finished_recording(process_outputs, requests))
+        setattr(
+            processor,
+            _vllm.PROCESSOR_UPDATE_STATS_FROM_FINISHED.method,
+            finish_registration(update_stats_from_finished, requests),
+        )
+        setattr(processor, _vllm.PROCESSOR_ABORT_REQUESTS.method, abort_requests_wrapper)
         patched = PROCESSOR_METHODS
-        finish_request = getattr(processor, _vllm.FINISH_REQUEST_METHOD, None)
+        finish_request_name = _vllm.PROCESSOR_FINISH_REQUEST.method
+        finish_request = getattr(processor, finish_request_name, None)
         if finish_request is not None and _vllm.fails_requests_without_stats_update():
-            setattr(processor, _vllm.FINISH_REQUEST_METHOD, leave_registration(finish_request, requests))
-            patched += (_vllm.FINISH_REQUEST_METHOD,)
+            setattr(processor, finish_request_name, leave_registration(finish_request, requests))
+            patched += (finish_request_name,)
         self._instances[processor] = patched
 
         manager = _vllm.async_llm_logger_manager(engine)
         if manager is not None and manager not in self._instances:
             recorder = _core.EngineStateRecorder(_vllm.PROVIDER_NAME, model, **_vllm.ENGINE_STATE_ATTRIBUTES)
-            manager.record = engine_state_recording(manager.record, recorder.record)
+            record = _vllm.LOGGER_MANAGER_RECORD.method
+            setattr(manager, record, engine_state_recording(getattr(manager, record), recorder.record))
             self._instances[manager] = LOGGER_MANAGER_METHODS

@@ -3,7 +3,13 @@
 Capabilities are detected (attributes, signatures), never inferred from version strings. Values
 vLLM does not provide stay None: the core then records nothing for them.
 
-Facts relied on (see the vLLM reference notes):
+Declared here as data a program can iterate over (an API-drift check reads them against an installed
+vLLM): every method the shim patches (``HOOK_POINTS``: module, class, method, versions, the parameters
+read from its signature, what the shim does there) and every attribute it reads on the objects vLLM
+hands it (``ATTRIBUTES_READ``). The core reads vLLM's objects by the attribute names given here too
+(docs/design/attribute-name-readers.md).
+
+Facts relied on:
 - Every offline path (generate, chat, encode/embed/classify/score, beam_search, enqueue +
   wait_for_completion) adds its requests through ``LLMEngine.add_request(request_id, prompt, params,
   ...)`` and collects them through ``LLMEngine.step()``; ``RequestOutput.request_id`` is the id
@@ -20,8 +26,12 @@ import math
 import operator
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.instrumentation.vllm._core import EngineStateFields, FinishedRequestFields, OutputReaderFields
 
 _isfinite = math.isfinite
 _INF = math.inf
@@ -44,6 +54,10 @@ OPERATION_OF_METHOD = {
     "reward": "embeddings",
     "wait_for_completion": None,  # named after the enqueued requests it runs
 }
+# The LLM method whose ``messages`` are conversations (content capture), and the one that runs the
+# requests the ENQUEUE_METHODS added.
+CONVERSATION_METHOD = "chat"
+ENQUEUED_RUNNER_METHOD = "wait_for_completion"
 # LLM methods that only add requests, and the operation of the requests they add.
 ENQUEUE_METHODS = {"enqueue": "text_completion", "enqueue_chat": "chat"}
 # Operations whose internal engine requests are not user requests (one per search step).
@@ -69,7 +83,7 @@ def llm_engine(llm: Any) -> Any:
     return getattr(llm, LLM_ENGINE_ATTRIBUTE, None)
 
 
-def chat_conversations(messages: Any) -> list | None:
+def chat_conversations(messages: Any) -> list[Any] | None:
     """LLM.chat's ``messages`` as a list of conversations (it takes one or a list of them)."""
     if not isinstance(messages, list) or not messages:
         return None
@@ -115,7 +129,7 @@ class AddRequestArguments:
             (name, parameters.index(name) if name in parameters else 1 << 30) for name in ADD_REQUEST_FIELDS
         )
 
-    def fields(self, args: tuple, kwargs: dict) -> tuple:
+    def fields(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """The ADD_REQUEST_FIELDS of one call (a valid call passes each parameter either by position
         or by name, never both)."""
         n = len(args)
@@ -181,7 +195,7 @@ _read_sampling_fields = operator.attrgetter(*SAMPLING_FIELDS)
 _PARTIAL_PARAMETER_TYPES: set[type] = set()
 
 
-def _sampling_values(params: Any) -> tuple:
+def _sampling_values(params: Any) -> tuple[Any, ...]:
     if type(params) not in _PARTIAL_PARAMETER_TYPES:
         try:
             return _read_sampling_fields(params)  # one C call for the nine values
@@ -274,7 +288,21 @@ def _per_token(decode: float | None, generated: int | None) -> float | None:
         return None
 
 
-def _timings_of_clean_stats(stats: Any, end_wall: float) -> tuple | None:
+# What timings() returns: (start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions).
+Timings = tuple[
+    int | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    int | None,
+]
+
+
+def _timings_of_clean_stats(stats: Any, end_wall: float) -> Timings | None:
     """timings() for the usual RequestStateStats (every timestamp a positive finite float, the
     token count an int), in fewer Python operations: this runs for every finished request. None
     for anything else, which timings() then checks field by field (with the same results)."""
@@ -317,7 +345,7 @@ def _timings_of_clean_stats(stats: Any, end_wall: float) -> tuple | None:
     )
 
 
-def timings(stats: Any, end_wall: float) -> tuple:
+def timings(stats: Any, end_wall: float) -> Timings:
     """(start_ns or None, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions) from a
     RequestStateStats, computed as vLLM computes them; all None without stats."""
     if stats is None:
@@ -375,7 +403,7 @@ def finish_reasons(output: Any) -> list[str] | None:
 # and error_type() read, and which two timestamps each duration is the difference of. The core
 # takes only outputs of the clean shape (exact floats, ints, lists, strs) and leaves every other
 # one to those functions, so both give the same record.
-FINISHED_OUTPUT_FIELDS = {
+FINISHED_OUTPUT_FIELDS: OutputReaderFields = {
     "finished": "finished",
     "request_id": "request_id",
     "prompt_token_ids": "prompt_token_ids",
@@ -429,10 +457,12 @@ now_ns = time.time_ns
 
 ASYNC_LLM_MODULE = "vllm.v1.engine.async_llm"
 ASYNC_LLM_CLASS = "AsyncLLM"
-# AsyncLLM.add_request's parameter with the incoming W3C trace headers, and the handlers'
-# _get_trace_headers' parameter with the HTTP request's headers (0.11 - 0.33).
+# AsyncLLM.add_request's parameter with the incoming W3C trace headers (0.11 - 0.33), and the
+# EngineCoreRequest's attribute of the same name that vLLM's own tracing parents its span to.
 ADD_REQUEST_TRACE_HEADERS = "trace_headers"
-GET_TRACE_HEADERS_ARGUMENTS = ("headers",)
+ENGINE_REQUEST_TRACE_HEADERS = "trace_headers"
+# The OutputProcessor's dict of the states of its requests in flight, by request id.
+OUTPUT_PROCESSOR_REQUEST_STATES = "request_states"
 # Where the handlers' ``_get_trace_headers`` lives: module -> class (0.32+, then 0.11 - 0.31).
 SERVING_BASE_CLASSES = {
     "vllm.entrypoints.serve.engine.serving": "BaseServing",
@@ -552,7 +582,7 @@ def error_type_of_finish(reason: str) -> str | None:
 # (RequestStateStats, the same fields as a RequestOutput's metrics offline), prompt and cached token
 # counts, and the tokens the client received (the detokenizer's num_output_tokens(), or the length of
 # its output_token_ids where it has no such method), as request_state_token_counts() reads them.
-FINISHED_REQUEST_FIELDS = {
+FINISHED_REQUEST_FIELDS: FinishedRequestFields = {
     "stats": "stats",
     "prompt_tokens": "prompt_len",
     "cached_tokens": "num_cached_tokens",
@@ -560,29 +590,20 @@ FINISHED_REQUEST_FIELDS = {
     "output_token_count": "num_output_tokens",
     "output_token_ids": "output_token_ids",
     "error_types": list(FINISH_ERROR_TYPES.items()),
-    **{
-        name: FINISHED_OUTPUT_FIELDS[name]
-        for name in ("arrival_wall", "time_to_first_token", "generated_tokens", "preemptions")
-        + ("queue", "prefill", "decode", "inference")
-    },
+    "arrival_wall": FINISHED_OUTPUT_FIELDS["arrival_wall"],
+    "time_to_first_token": FINISHED_OUTPUT_FIELDS["time_to_first_token"],
+    "generated_tokens": FINISHED_OUTPUT_FIELDS["generated_tokens"],
+    "preemptions": FINISHED_OUTPUT_FIELDS["preemptions"],
+    "queue": FINISHED_OUTPUT_FIELDS["queue"],
+    "prefill": FINISHED_OUTPUT_FIELDS["prefill"],
+    "decode": FINISHED_OUTPUT_FIELDS["decode"],
+    "inference": FINISHED_OUTPUT_FIELDS["inference"],
 }
 
 
 def iteration_end_wall(iteration_stats: Any) -> float | None:
     """IterationStats.iteration_timestamp: the wall-clock time vLLM's own e2e latency ends at."""
     return _positive(getattr(iteration_stats, "iteration_timestamp", None))
-
-
-# OutputProcessor.add_request(request, prompt, parent_req=None, request_index=0, queue=None) and
-# _update_stats_from_finished(req_state, finish_reason, iteration_stats) in 0.11.0-0.32: the
-# parameters the serving path reports (None where a version lacks one).
-PROCESSOR_ADD_REQUEST_ARGUMENTS = ("request", "prompt")
-FINISHED_STATS_ARGUMENTS = ("req_state", "finish_reason", "iteration_stats")
-
-# OutputProcessor._finish_request(req_state) in 0.32+: where a request's state leaves the processor
-# (see the facts above); replaced only where process_outputs can fail requests without a stats update.
-FINISH_REQUEST_METHOD = "_finish_request"
-FINISH_REQUEST_ARGUMENTS = ("req_state",)
 
 
 def fails_requests_without_stats_update() -> bool:
@@ -600,13 +621,9 @@ def failed_in_engine(req_state: Any) -> bool:
     return isinstance(getattr(getattr(req_state, "queue", None), "output", None), BaseException)
 
 
-# StatLoggerManager.record(scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0): the
-# parameters an engine step's gauges come from (None where a version lacks one).
-LOGGER_RECORD_ARGUMENTS = ("scheduler_stats", "iteration_stats", "engine_idx")
-
 # Where the engine gauges are, for _core.EngineStateRecorder: running, waiting and KV-cache usage on
 # SchedulerStats (usage was gpu_cache_usage before vLLM 0.10), preemptions of the step on IterationStats.
-ENGINE_STATE_ATTRIBUTES = {
+ENGINE_STATE_ATTRIBUTES: EngineStateFields = {
     "running": "num_running_reqs",
     "waiting": "num_waiting_reqs",
     "usage": ["kv_cache_usage", "gpu_cache_usage"],
@@ -621,3 +638,306 @@ ENGINE_PROCESS_NAME_PREFIXES = ("EngineCore", "VllmWorker", "Worker", "DPCoordin
 
 def is_engine_process(process_name: str) -> bool:
     return process_name.startswith(ENGINE_PROCESS_NAME_PREFIXES)
+
+
+# ---- hook points: every vLLM method the shim patches -------------------------------------------
+#
+# Read at patch time only (never per request). How each kind of patch is made: _patches.py (on the
+# class) and _serving.py (on one object); why most are functions generated with the method's own
+# parameters rather than wrapt wrappers: docs/design/generated-forwarding.md.
+
+# How the shim patches a hook point.
+WRAP = "wrap"  # a wrapt wrapper on the class
+REPLACE = "replace"  # a function generated with the method's own parameters, set on the class (else a generic one)
+REPLACE_OR_WRAP = "replace_or_wrap"  # a generated function on the class where one can be made, else a wrapt wrapper
+INSTANCE = "instance"  # an attribute of one AsyncLLM's own object (generated where possible), not of the class
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """One vLLM method the shim patches.
+
+    ``parameters``: the names the shim reads from (or passes to) the method's signature, in the order
+    the generated function reports them (see _forwarding.py); a name a version's signature lacks is
+    reported as None (LLM.__init__'s ``disable_log_stats`` is a keyword its ``**kwargs`` passes on to
+    EngineArgs). ``reached_through``: for an INSTANCE patch, the attribute of the AsyncLLM that
+    holds the object patched; ``modules`` then names where vLLM defines its class, for reading the
+    signature without an engine."""
+
+    modules: tuple[str, ...]  # each of these modules that is imported has the class patched
+    owner: str  # the class, as vLLM names it (the method may be defined on a base class or mixin)
+    method: str
+    versions: str  # the vLLM versions the shim patches it in ("all": every vLLM it supports, >= 0.8.0)
+    patch: str  # WRAP, REPLACE, REPLACE_OR_WRAP or INSTANCE
+    parameters: tuple[str, ...]
+    does: str
+    reached_through: str | None = None
+    optional: bool = False  # absent from some supported versions: skipped where the class lacks it
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}.{self.method}"
+
+
+# LLM.__init__'s keyword (passed on to EngineArgs through its **kwargs) that turns per-request stats off.
+DISABLE_LOG_STATS = "disable_log_stats"
+
+# Offline: vllm.LLM and its LLMEngine.
+LLM_INIT = HookPoint(
+    (LLM_MODULE,),
+    LLM_CLASS,
+    "__init__",
+    "all",
+    WRAP,
+    (DISABLE_LOG_STATS,),
+    "sets disable_log_stats=False unless the caller set it (TTFT, TPOT, queue, prefill and decode come "
+    "only from vLLM's per-request stats); warns once where the caller turned them off",
+)
+# One per LLM method that runs an operation (OPERATION_OF_METHOD); ``messages`` is chat's, read for
+# content capture (None for the others).
+LLM_OPERATIONS = tuple(
+    HookPoint(
+        (LLM_MODULE,),
+        LLM_CLASS,
+        method,
+        "0.32+ (vLLM's enqueue API)" if method == ENQUEUED_RUNNER_METHOD else "all (where LLM has it)",
+        REPLACE,
+        ("messages",),
+        "one operation span around the call (not for a call inside another); the operation is current "
+        "on the thread while it runs",
+        optional=True,
+    )
+    for method in OPERATION_OF_METHOD
+)
+LLM_ENQUEUES = tuple(
+    HookPoint(
+        (LLM_MODULE,),
+        LLM_CLASS,
+        method,
+        "0.32+",
+        WRAP,
+        (),
+        "names the operation of the requests it adds (run later by wait_for_completion or another call)",
+        optional=True,
+    )
+    for method in ENQUEUE_METHODS
+)
+ENGINE_ADD_REQUEST = HookPoint(
+    ENGINE_MODULES,
+    ENGINE_CLASS,
+    "add_request",
+    "all",
+    REPLACE,
+    ADD_REQUEST_FIELDS,
+    "registers the request (its operation, time, request attributes) after vLLM accepted it",
+)
+ENGINE_STEP = HookPoint(
+    ENGINE_MODULES,
+    ENGINE_CLASS,
+    "step",
+    "all",
+    REPLACE,
+    (),
+    "hands the requests that finished in the step (its returned outputs) to the core, once per step",
+)
+
+# Serving: AsyncLLM, its output processor and stat-logger manager, the OpenAI handlers.
+ASYNC_LLM_INIT = HookPoint(
+    (ASYNC_LLM_MODULE,),
+    ASYNC_LLM_CLASS,
+    "__init__",
+    "0.11.1+",
+    WRAP,
+    (),
+    "after vLLM's __init__: sets the INSTANCE patches below on the engine's own objects",
+)
+ASYNC_LLM_ADD_REQUEST = HookPoint(
+    (ASYNC_LLM_MODULE,),
+    ASYNC_LLM_CLASS,
+    "add_request",
+    "0.11.1+",
+    REPLACE_OR_WRAP,
+    (ADD_REQUEST_TRACE_HEADERS,),
+    "where the request came with trace headers: keeps them for the output processor's add_request, and "
+    "hands them to vLLM only with vLLM's own tracing on; else vLLM's own coroutine, untouched",
+)
+# The OpenAI handlers' _get_trace_headers(headers), on the first class of each pair found.
+GET_TRACE_HEADERS = tuple(
+    HookPoint(
+        (module,),
+        owner,
+        "_get_trace_headers",
+        versions,
+        REPLACE_OR_WRAP,
+        ("headers",),
+        "returns the incoming W3C trace headers whether or not vLLM's own tracing is on (vLLM forwards "
+        "them only with it on); vLLM's own method where the request has none",
+        optional=True,
+    )
+    for (module, owner), versions in zip(SERVING_BASE_CLASSES.items(), ("0.32+", "0.11 - 0.31"), strict=True)
+)
+_OUTPUT_PROCESSOR = ("vllm.v1.engine.output_processor",)
+PROCESSOR_ADD_REQUEST = HookPoint(
+    _OUTPUT_PROCESSOR,
+    "OutputProcessor",
+    "add_request",
+    "0.11.1+",
+    INSTANCE,
+    ("request", "prompt"),
+    "registers the engine request (parent, ids, operation, attributes) before vLLM takes it",
+    reached_through="output_processor",
+)
+PROCESSOR_PROCESS_OUTPUTS = HookPoint(
+    _OUTPUT_PROCESSOR,
+    "OutputProcessor",
+    "process_outputs",
+    "0.11.1+",
+    INSTANCE,
+    (),
+    "after vLLM's processing of a step: records the requests that finished in it, in one call",
+    reached_through="output_processor",
+)
+PROCESSOR_UPDATE_STATS_FROM_FINISHED = HookPoint(
+    _OUTPUT_PROCESSOR,
+    "OutputProcessor",
+    "_update_stats_from_finished",
+    "0.11.1+",
+    INSTANCE,
+    ("req_state", "finish_reason", "iteration_stats"),
+    "notes the request as finished (its state, finish reason, the step's end time)",
+    reached_through="output_processor",
+)
+PROCESSOR_ABORT_REQUESTS = HookPoint(
+    _OUTPUT_PROCESSOR,
+    "OutputProcessor",
+    "abort_requests",
+    "0.11.1+",
+    INSTANCE,
+    (),
+    "records the requests whose states vLLM dropped without finishing them (client disconnects)",
+    reached_through="output_processor",
+)
+PROCESSOR_FINISH_REQUEST = HookPoint(
+    _OUTPUT_PROCESSOR,
+    "OutputProcessor",
+    "_finish_request",
+    "0.33+ (present in 0.32; patched only where fails_requests_without_stats_update())",
+    INSTANCE,
+    ("req_state",),
+    "notes a request vLLM failed in EngineCore as finished with reason 'error' (no stats update follows)",
+    reached_through="output_processor",
+    optional=True,
+)
+LOGGER_MANAGER_RECORD = HookPoint(
+    ("vllm.v1.metrics.loggers",),
+    "StatLoggerManager",
+    "record",
+    "0.11.1+ (with stats on)",
+    INSTANCE,
+    ("scheduler_stats", "iteration_stats", "engine_idx"),
+    "hands the step's stats objects to the core's EngineStateRecorder (the engine gauges)",
+    reached_through="logger_manager",
+    optional=True,
+)
+# The output processor's methods always patched on an AsyncLLM (PROCESSOR_FINISH_REQUEST only where needed).
+PROCESSOR_HOOKS = (
+    PROCESSOR_ADD_REQUEST,
+    PROCESSOR_PROCESS_OUTPUTS,
+    PROCESSOR_UPDATE_STATS_FROM_FINISHED,
+    PROCESSOR_ABORT_REQUESTS,
+)
+
+HOOK_POINTS: tuple[HookPoint, ...] = (
+    LLM_INIT,
+    *LLM_OPERATIONS,
+    *LLM_ENQUEUES,
+    ENGINE_ADD_REQUEST,
+    ENGINE_STEP,
+    ASYNC_LLM_INIT,
+    ASYNC_LLM_ADD_REQUEST,
+    *GET_TRACE_HEADERS,
+    *PROCESSOR_HOOKS,
+    PROCESSOR_FINISH_REQUEST,
+    LOGGER_MANAGER_RECORD,
+)
+
+
+# ---- attributes read: every attribute the shim and the core read on objects vLLM hands them -----
+#
+# vLLM class (as vLLM names it) -> the attribute names read on it (a dict's keys where vLLM hands a
+# dict). The core's readers take theirs from FINISHED_OUTPUT_FIELDS, FINISHED_REQUEST_FIELDS and
+# ENGINE_STATE_ATTRIBUTES, listed here by what they name; the rest are read by this module's
+# functions, except where a comment names the shim module that reads one directly (a hot path, where
+# a plain attribute access is cheaper than going through a name).
+
+
+def _names(fields: Mapping[str, object], *keys: str) -> tuple[str, ...]:
+    """The attribute names that ``fields`` (a core reader's table) gives for ``keys``, flattened."""
+    names: list[str] = []
+    for key in keys:
+        value = fields[key]
+        if isinstance(value, str):
+            names.append(value)
+        elif isinstance(value, (tuple, list)):
+            names.extend(value)
+    return tuple(dict.fromkeys(names))
+
+
+_STATS_KEYS = (
+    "arrival_wall",
+    "time_to_first_token",
+    "generated_tokens",
+    "preemptions",
+    "queue",
+    "prefill",
+    "decode",
+    "inference",
+)
+
+ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
+    "LLM": (LLM_ENGINE_ATTRIBUTE,),
+    # model_name(): the engine's model config, directly or (newer) through its vllm_config.
+    "LLMEngine": ("model_config", "vllm_config"),
+    "AsyncLLM": ("model_config", "vllm_config", "output_processor", "logger_manager"),
+    "VllmConfig": ("model_config",),
+    "ModelConfig": ("served_model_name", "model"),
+    "SamplingParams": SAMPLING_FIELDS,  # PoolingParams: the same names, where it has them
+    "LoRARequest": LORA_NAME_FIELDS,
+    # add_request's prompt (a dict) as _content.py reads it for content capture.
+    "PromptType": ("prompt", "prompt_token_ids"),
+    "RequestOutput": _names(
+        FINISHED_OUTPUT_FIELDS,
+        "finished",
+        "request_id",
+        "prompt_token_ids",
+        "completions",
+        "cached_tokens",
+        "error",
+        "stats",
+    ),
+    # text and finish_reason: _content.py, for content capture.
+    "CompletionOutput": _names(FINISHED_OUTPUT_FIELDS, "completion_token_ids", "finish_reason") + ("text",),
+    "RequestStateStats": _names(FINISHED_OUTPUT_FIELDS, *_STATS_KEYS),
+    # engine_request_fields(); request_id and trace_headers (also written) by _serving.py directly.
+    "EngineCoreRequest": (
+        "external_req_id",
+        "request_id",
+        "pooling_params",
+        "arrival_time",
+        "sampling_params",
+        "lora_request",
+        "priority",
+        ENGINE_REQUEST_TRACE_HEADERS,
+    ),
+    # native_tracing_enabled() (tracing_enabled 0.32+, tracer before); request_states: _serving.py (on abort).
+    "OutputProcessor": ("tracing_enabled", "tracer", OUTPUT_PROCESSOR_REQUEST_STATES),
+    # request_id: _serving.py directly; queue: failed_in_engine().
+    "RequestState": ("request_id", "queue")
+    + _names(FINISHED_REQUEST_FIELDS, "stats", "prompt_tokens", "cached_tokens", "detokenizer"),
+    "Detokenizer": _names(FINISHED_REQUEST_FIELDS, "output_token_count", "output_token_ids") + ("output_text",),
+    "RequestOutputCollector": ("output",),  # failed_in_engine()
+    "IterationStats": ("iteration_timestamp", ENGINE_STATE_ATTRIBUTES["preempted"]),
+    "SchedulerStats": _names(ENGINE_STATE_ATTRIBUTES, "running", "waiting", "usage"),
+    # fails_requests_without_stats_update(): whether its msgspec fields include "error" (0.33+).
+    "EngineCoreOutput": ("__struct_fields__",),
+}
