@@ -15,7 +15,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What vLLM's CPU build needs on this kind of machine (vllm-internals.md §10).
+# What vLLM's CPU build needs on a small CPU-only machine (tests/real/smoke_vllm.py says more): a KV cache
+# of 1 GiB (by default it is sized as a fraction of the RAM), no model hub, no torch.compile of vLLM's
+# helpers (inductor's C++ compilation slows the engine's start), no tokenizer thread pool.
 VLLM_ENVIRONMENT = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "HF_HUB_OFFLINE": "1",

