@@ -17,7 +17,8 @@ from pathlib import Path
 
 from common import ROOT, VLLM_ENVIRONMENT
 
-CACHE = Path(os.environ.get("OTEL_VLLM_CACHE", Path.home() / ".cache" / "otel-instrumentation-vllm"))
+# The same variable as tools/install_vllm.sh, so a custom cache directory is found by both.
+CACHE = Path(os.environ.get("OTEL_VLLM_VENV_CACHE", Path.home() / ".cache" / "otel-instrumentation-vllm"))
 DEFAULT_VERSION = "0.32.0"
 
 
