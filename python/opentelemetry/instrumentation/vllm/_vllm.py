@@ -659,14 +659,15 @@ class HookPoint:
 
     ``parameters``: the names the shim reads from (or passes to) the method's signature, in the order
     the generated function reports them (see _forwarding.py); a name a version's signature lacks is
-    reported as None. ``reached_through``: for an INSTANCE patch, the attribute of the AsyncLLM that
+    reported as None (LLM.__init__'s ``disable_log_stats`` is a keyword its ``**kwargs`` passes on to
+    EngineArgs). ``reached_through``: for an INSTANCE patch, the attribute of the AsyncLLM that
     holds the object patched; ``modules`` then names where vLLM defines its class, for reading the
     signature without an engine."""
 
     modules: tuple[str, ...]  # each of these modules that is imported has the class patched
     owner: str  # the class, as vLLM names it (the method may be defined on a base class or mixin)
     method: str
-    versions: str  # the vLLM versions the shim patches it in
+    versions: str  # the vLLM versions the shim patches it in ("all": every vLLM it supports, >= 0.8.0)
     patch: str  # WRAP, REPLACE, REPLACE_OR_WRAP or INSTANCE
     parameters: tuple[str, ...]
     does: str
