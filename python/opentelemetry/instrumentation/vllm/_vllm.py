@@ -693,6 +693,17 @@ LLM_INIT = HookPoint(
     "sets disable_log_stats=False unless the caller set it (TTFT, TPOT, queue, prefill and decode come "
     "only from vLLM's per-request stats); warns once where the caller turned them off",
 )
+# The LLM methods of OPERATION_OF_METHOD that only some of the versions before ENQUEUED_RUNNER_METHOD's
+# have (reward: 0.11 has it, 0.32 does not); every supported vLLM has the others.
+OPERATIONS_SOME_VERSIONS_LACK = ("reward",)
+
+
+def _operation_versions(method: str) -> str:
+    if method == ENQUEUED_RUNNER_METHOD:
+        return "0.32+ (vLLM's enqueue API)"
+    return "all (where LLM has it)" if method in OPERATIONS_SOME_VERSIONS_LACK else "all"
+
+
 # One per LLM method that runs an operation (OPERATION_OF_METHOD); ``messages`` is chat's, read for
 # content capture (None for the others).
 LLM_OPERATIONS = tuple(
@@ -700,12 +711,12 @@ LLM_OPERATIONS = tuple(
         (LLM_MODULE,),
         LLM_CLASS,
         method,
-        "0.32+ (vLLM's enqueue API)" if method == ENQUEUED_RUNNER_METHOD else "all (where LLM has it)",
+        _operation_versions(method),
         REPLACE,
         ("messages",),
         "one operation span around the call (not for a call inside another); the operation is current "
         "on the thread while it runs",
-        optional=True,
+        optional=method in OPERATIONS_SOME_VERSIONS_LACK or method == ENQUEUED_RUNNER_METHOD,
     )
     for method in OPERATION_OF_METHOD
 )
