@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.instrumentation.vllm import VllmInstrumentor
+from opentelemetry.instrumentation.vllm import VllmInstrumentor, _vllm
 
 _CHECKER = Path(__file__).parent / "drift" / "check_vllm_drift.py"
 LABEL = "fake-0.32"
@@ -61,19 +61,36 @@ def test_hooks_and_fields_as_the_tree_has_them(instrument: Callable[..., VllmIns
     assert statuses(lines, "OpenAIServing._get_trace_headers") == {"ok"}
 
 
+@pytest.mark.parametrize(
+    ("module", "owner", "method"),
+    [
+        ("vllm.v1.engine.llm_engine", "LLMEngine", "step"),
+        ("vllm.entrypoints.llm", "LLM", "generate"),
+        ("vllm.entrypoints.llm", "LLM", "embed"),  # defined on a mixin
+    ],
+)
 def test_a_removed_method_fails_naming_the_hook(
+    instrument: Callable[..., VllmInstrumentor], monkeypatch: pytest.MonkeyPatch, module: str, owner: str, method: str
+) -> None:
+    cls = getattr(importlib.import_module(module), owner)
+    monkeypatch.delattr(_vllm.defining_class(cls, method), method)
+    lines = run_checker(instrument)
+    hook = f"{owner}.{method}"
+    assert statuses(lines, hook) == {"FAIL"}
+    (line,) = lines[hook]
+    assert line.startswith(f"FAIL {LABEL} {hook}: absent from {module}")
+    assert statuses(lines, "LLM.chat") == {"ok"}
+
+
+def test_add_request_is_patched_only_with_step(
     instrument: Callable[..., VllmInstrumentor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = importlib.import_module("vllm.v1.engine.llm_engine").LLMEngine
-    monkeypatch.delattr(engine, "step")
+    # The shim patches add_request only together with step (requests added are finished there): the
+    # checker says add_request is not patched rather than passing it.
+    monkeypatch.delattr(importlib.import_module("vllm.v1.engine.llm_engine").LLMEngine, "step")
     lines = run_checker(instrument)
-    assert statuses(lines, "LLMEngine.step") == {"FAIL"}
-    (line,) = lines["LLMEngine.step"]
-    assert line.startswith(f"FAIL {LABEL} LLMEngine.step: absent from vllm.v1.engine.llm_engine")
-    # The shim patches add_request only together with step (requests added are finished there):
-    # the checker says so rather than passing it.
+    assert statuses(lines, "LLMEngine.add_request") == {"FAIL"}
     assert all("not patched after importing" in line for line in lines["LLMEngine.add_request"])
-    assert statuses(lines, "LLM.generate") == {"ok"}
 
 
 def test_a_renamed_parameter_fails_naming_the_hook_and_parameter(
