@@ -30,6 +30,7 @@ Environment:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -121,6 +122,16 @@ def python_files(version: str) -> Path:
     site = target / "site"
     if (target / MARKER).exists():
         return site
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One download per version at a time (as install_vllm.sh does for the venvs): a second run waits.
+    with open(target.parent / f".lock-vllm-{version}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / MARKER).exists():
+            _unpack(version, target, site)
+    return site
+
+
+def _unpack(version: str, target: Path, site: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     with tempfile.TemporaryDirectory(dir=target) as download:
@@ -143,7 +154,6 @@ def python_files(version: str) -> Path:
             f"{len(names)} Python files unpacked in {time.monotonic() - downloaded:.1f}s"
         )
     (target / MARKER).write_text(f"{wheel.name}\n")
-    return site
 
 
 def staged_instrumentation(directory: Path) -> Path:
