@@ -237,16 +237,23 @@ class DriftCheck:
             self._add(NOTE, "instrumentation", f"{self.vllm.__name__.rsplit('.', 1)[0]} from {shim}")
             for hook in self.vllm.HOOK_POINTS:
                 if hook.patch != self.vllm.INSTANCE:
-                    self._check_class_hook(hook)
-            self._check_instance_hooks(serving())
-            self._check_module_names(already)
+                    self._guarded(hook.name, self._check_class_hook, hook)
+            self._guarded("AsyncLLM", self._check_instance_hooks, serving())
+            self._guarded("post-import hooks", self._check_module_names, already)
             for name, attributes in self.vllm.ATTRIBUTES_READ.items():
-                self._check_attributes(name, attributes)
+                self._guarded(name, self._check_attributes, name, attributes)
             for message in log.messages:
                 self._add(FAIL, "shim", f"logged while instrumenting: {message}")
         finally:
             shim_logger.removeHandler(log)
         return self.results
+
+    def _guarded(self, subject: str, check: Callable[..., None], *arguments: Any) -> None:
+        """``check(*arguments)``; a shape so unexpected that the check itself raised is a failure too."""
+        try:
+            check(*arguments)
+        except Exception as error:  # noqa: BLE001
+            self._add(FAIL, subject, f"checking it raised {type(error).__name__}: {error}")
 
     # ---- hook points ---------------------------------------------------------------------------
 
@@ -327,7 +334,10 @@ class DriftCheck:
                 self._add(FAIL, cls.__name__, f"could not make a stand-in object: {error!r}")
         engine = types.SimpleNamespace(model_config=None, **stand_ins)
         if stand_ins:
-            serving._instrument_engine(engine)
+            try:
+                serving._instrument_engine(engine)
+            except Exception as error:  # noqa: BLE001 - the shim logs this, and serves the AsyncLLM uninstrumented
+                self._add(FAIL, "AsyncLLM", f"its per-object patches raised {type(error).__name__}: {error}")
         for hook in hooks:
             target = stand_ins.get(hook.reached_through)
             cls = classes.get(hook.reached_through)
