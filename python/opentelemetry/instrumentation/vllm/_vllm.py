@@ -693,6 +693,17 @@ LLM_INIT = HookPoint(
     "sets disable_log_stats=False unless the caller set it (TTFT, TPOT, queue, prefill and decode come "
     "only from vLLM's per-request stats); warns once where the caller turned them off",
 )
+# The LLM methods of OPERATION_OF_METHOD that only some of the versions before ENQUEUED_RUNNER_METHOD's
+# have (reward: 0.11 has it, 0.32 does not); every supported vLLM has the others.
+OPERATIONS_SOME_VERSIONS_LACK = ("reward",)
+
+
+def _operation_versions(method: str) -> str:
+    if method == ENQUEUED_RUNNER_METHOD:
+        return "0.32+ (vLLM's enqueue API)"
+    return "all (where LLM has it)" if method in OPERATIONS_SOME_VERSIONS_LACK else "all"
+
+
 # One per LLM method that runs an operation (OPERATION_OF_METHOD); ``messages`` is chat's, read for
 # content capture (None for the others).
 LLM_OPERATIONS = tuple(
@@ -700,12 +711,12 @@ LLM_OPERATIONS = tuple(
         (LLM_MODULE,),
         LLM_CLASS,
         method,
-        "0.32+ (vLLM's enqueue API)" if method == ENQUEUED_RUNNER_METHOD else "all (where LLM has it)",
+        _operation_versions(method),
         REPLACE,
         ("messages",),
         "one operation span around the call (not for a call inside another); the operation is current "
         "on the thread while it runs",
-        optional=True,
+        optional=method in OPERATIONS_SOME_VERSIONS_LACK or method == ENQUEUED_RUNNER_METHOD,
     )
     for method in OPERATION_OF_METHOD
 )
@@ -912,9 +923,10 @@ ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
         "prompt_token_ids",
         "completions",
         "cached_tokens",
-        "error",
         "stats",
     ),
+    # error_type(): only pooling outputs carry an error (0.32+); read on every finished output.
+    "PoolingRequestOutput": _names(FINISHED_OUTPUT_FIELDS, "finished", "request_id", "prompt_token_ids", "error"),
     # text and finish_reason: _content.py, for content capture.
     "CompletionOutput": _names(FINISHED_OUTPUT_FIELDS, "completion_token_ids", "finish_reason") + ("text",),
     "RequestStateStats": _names(FINISHED_OUTPUT_FIELDS, *_STATS_KEYS),
@@ -940,4 +952,85 @@ ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
     "SchedulerStats": _names(ENGINE_STATE_ATTRIBUTES, "running", "waiting", "usage"),
     # fails_requests_without_stats_update(): whether its msgspec fields include "error" (0.33+).
     "EngineCoreOutput": ("__struct_fields__",),
+}
+
+
+# ---- where the classes of ATTRIBUTES_READ are defined, and the shape the readers take ---------
+#
+# For checking ATTRIBUTES_READ against a vLLM that is installed but not run (the drift tier,
+# tests/drift/check_vllm_drift.py); the shim itself never imports these classes.
+
+# ATTRIBUTES_READ's class -> (module, class) where vLLM defines it, the newest first (the first found
+# is checked). PromptType is a union of TypedDicts (a dict's keys), not a class: not listed.
+ATTRIBUTE_CLASSES: dict[str, tuple[tuple[str, str], ...]] = {
+    "LLM": ((LLM_MODULE, LLM_CLASS),),
+    "LLMEngine": tuple((module, ENGINE_CLASS) for module in ENGINE_MODULES),
+    "AsyncLLM": ((ASYNC_LLM_MODULE, ASYNC_LLM_CLASS),),
+    "VllmConfig": (("vllm.config", "VllmConfig"),),
+    "ModelConfig": (("vllm.config", "ModelConfig"),),
+    "SamplingParams": (("vllm.sampling_params", "SamplingParams"),),
+    "LoRARequest": (("vllm.lora.request", "LoRARequest"),),
+    "RequestOutput": (("vllm.outputs", "RequestOutput"),),
+    "CompletionOutput": (("vllm.outputs", "CompletionOutput"),),
+    "PoolingRequestOutput": (("vllm.outputs", "PoolingRequestOutput"),),
+    "RequestStateStats": (("vllm.v1.metrics.stats", "RequestStateStats"),),
+    "EngineCoreRequest": (("vllm.v1.engine", "EngineCoreRequest"),),
+    "OutputProcessor": (("vllm.v1.engine.output_processor", "OutputProcessor"),),
+    "RequestState": (("vllm.v1.engine.output_processor", "RequestState"),),
+    # The detokenizers that keep text (output_text); the others have the token reads too.
+    "Detokenizer": (("vllm.v1.engine.detokenizer", "BaseIncrementalDetokenizer"),),
+    "RequestOutputCollector": (("vllm.v1.engine.output_processor", "RequestOutputCollector"),),
+    "IterationStats": (("vllm.v1.metrics.stats", "IterationStats"),),
+    "SchedulerStats": (("vllm.v1.metrics.stats", "SchedulerStats"),),
+    "EngineCoreOutput": (("vllm.v1.engine", "EngineCoreOutput"),),
+}
+
+# Attributes read as alternatives (the first one a version has; see model_name(),
+# native_tracing_enabled(), the engine gauges, request_state_token_counts()): a class needs one of
+# each group, not all of them.
+ATTRIBUTE_ALTERNATIVES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "LLMEngine": (("model_config", "vllm_config"),),
+    "AsyncLLM": (("model_config", "vllm_config"),),
+    "OutputProcessor": (("tracing_enabled", "tracer"),),
+    "SchedulerStats": (tuple(ENGINE_STATE_ATTRIBUTES["usage"]),),
+    "Detokenizer": (_names(FINISHED_REQUEST_FIELDS, "output_token_count", "output_token_ids"),),
+}
+
+# The types the readers take as the usual shape, by the names vLLM's annotations use (timings(),
+# token_counts(), finish_reasons() and the core's readers take exact floats, ints, lists and strs;
+# any other value goes the slow way or is left out, so a field whose type changed loses its value
+# without an error).
+_TIMESTAMP = ("float",)
+ATTRIBUTE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "RequestOutput": {
+        FINISHED_OUTPUT_FIELDS["finished"]: ("bool",),
+        FINISHED_OUTPUT_FIELDS["request_id"]: ("str",),
+        FINISHED_OUTPUT_FIELDS["prompt_token_ids"]: ("list",),
+        FINISHED_OUTPUT_FIELDS["completions"]: ("list",),
+        FINISHED_OUTPUT_FIELDS["cached_tokens"]: ("int",),
+        FINISHED_OUTPUT_FIELDS["stats"]: ("RequestStateStats",),
+    },
+    "CompletionOutput": {
+        FINISHED_OUTPUT_FIELDS["completion_token_ids"]: ("list", "Sequence", "GenericSequence"),
+        FINISHED_OUTPUT_FIELDS["finish_reason"]: ("str",),
+        "text": ("str",),
+    },
+    "RequestStateStats": {
+        **{name: _TIMESTAMP for name in _names(FINISHED_OUTPUT_FIELDS, "arrival_wall", "time_to_first_token")},
+        **{name: _TIMESTAMP for name in _names(FINISHED_OUTPUT_FIELDS, "queue", "prefill", "decode", "inference")},
+        FINISHED_OUTPUT_FIELDS["generated_tokens"]: ("int",),
+        FINISHED_OUTPUT_FIELDS["preemptions"]: ("int",),
+    },
+    "EngineCoreRequest": {"request_id": ("str",), "arrival_time": _TIMESTAMP, "priority": ("int",)},
+    "RequestState": {
+        FINISHED_REQUEST_FIELDS["prompt_tokens"]: ("int",),
+        FINISHED_REQUEST_FIELDS["cached_tokens"]: ("int",),
+        FINISHED_REQUEST_FIELDS["stats"]: ("RequestStateStats",),
+    },
+    "IterationStats": {"iteration_timestamp": _TIMESTAMP, ENGINE_STATE_ATTRIBUTES["preempted"]: ("int",)},
+    "SchedulerStats": {
+        ENGINE_STATE_ATTRIBUTES["running"]: ("int",),
+        ENGINE_STATE_ATTRIBUTES["waiting"]: ("int",),
+        **{name: ("float",) for name in ENGINE_STATE_ATTRIBUTES["usage"]},
+    },
 }
