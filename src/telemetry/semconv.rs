@@ -1,7 +1,7 @@
 //! Names and bucket boundaries of the telemetry the core emits.
 //!
 //! GenAI names and boundaries follow OpenTelemetry semantic conventions v1.41.1
-//! (`docs/gen-ai/gen-ai-metrics.md`); the `gen_ai.latency.*` span attributes are the names vLLM's own
+//! (the GenAI metrics of the conventions); the `gen_ai.latency.*` span attributes are the names vLLM's own
 //! `llm_request` span uses, kept so dashboards built on it keep working; `vllm.*` metrics are ours.
 
 pub const INSTRUMENTATION_SCOPE: &str = "opentelemetry.instrumentation.vllm";
