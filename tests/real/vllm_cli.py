@@ -22,5 +22,12 @@ if __name__ == "__main__":
     importlib.metadata.version = version
     from vllm.entrypoints.cli.main import main
 
-    sys.argv[0] = "vllm"
+    args = sys.argv[1:]
+    if args[:1] == ["serve"] and "--model" in args:
+        # ``vllm serve`` takes the model as a positional argument (0.11.0 refuses ``--model``).
+        at = args.index("--model")
+        model = args[at + 1]
+        del args[at : at + 2]
+        args[1:1] = [model]
+    sys.argv = ["vllm", *args]
     main()
