@@ -146,13 +146,15 @@ fn record_requests(header: &Bound<'_, PyAny>, requests: &Bound<'_, PyList>) -> P
 }
 
 /// The engines' latest states, for the metric bridge's observable instruments:
-/// [(provider, model, engine_index, running, waiting, kv_cache_usage, preemptions_total)].
+/// [(provider, model, engine_index, [(attribute, value)], running, waiting, kv_cache_usage,
+/// preemptions_total)].
 #[pyfunction]
 #[allow(clippy::type_complexity)]
 fn engine_states() -> Vec<(
     String,
     Option<String>,
     i64,
+    Vec<(String, i64)>,
     Option<i64>,
     Option<i64>,
     Option<f64>,
@@ -163,11 +165,12 @@ fn engine_states() -> Vec<(
             .engine_states
             .snapshot()
             .into_iter()
-            .map(|((provider, model, index), s)| {
+            .map(|((provider, model, index, labels), s)| {
                 (
                     provider.to_string(),
                     model.map(|m| m.to_string()),
                     index,
+                    labels.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                     s.running,
                     s.waiting,
                     s.kv_cache_usage,

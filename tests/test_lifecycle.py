@@ -112,6 +112,7 @@ FORK_SCRIPT = """
         stats = _core.stats()
         print("child", json.dumps(stats), flush=True)
         os._exit(0 if ok else 1)
+    print("pids", os.getpid(), pid, flush=True)
     _, status = os.waitpid(pid, 0)
     print("child exit", os.waitstatus_to_exitcode(status), flush=True)
     assert _core.record_requests(batch_header(request_model="parent-after"), [request_record()]) == 1
@@ -143,6 +144,16 @@ def test_forked_child_exports_its_own_telemetry_and_the_parent_keeps_working(htt
     assert {"child"} in exports, exports
     assert all("child" not in models or models == {"child"} for models in exports), exports
     assert any(models == {"parent-before", "parent-after"} for models in exports), exports
+    # The child is another instance: a new service.instance.id and its own pid, the parent keeps its.
+    (pids,) = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("pids ")]
+    parent_pid, child_pid = map(int, pids)
+    identity = {
+        s.attributes.get("gen_ai.request.model"): (s.resource["service.instance.id"], s.resource["process.pid"])
+        for s in http_receiver.spans()
+    }
+    assert identity["parent-before"] == identity["parent-after"]
+    assert identity["parent-before"][1] == parent_pid and identity["child"][1] == child_pid
+    assert identity["child"][0] != identity["parent-before"][0]
 
 
 def test_forked_child_that_exits_normally_exports_at_exit(http_receiver):
@@ -252,6 +263,8 @@ def test_multiprocessing_spawn_children_export_their_own_telemetry_and_exit(http
     }
     exports = [metric_models(r) for r in http_receiver.metric_requests()]
     assert sorted(tuple(sorted(m)) for m in exports if m) == [("parent",), ("spawned-0",), ("spawned-1",)]
+    # Three processes, three instances.
+    assert len({s.resource["service.instance.id"] for s in http_receiver.spans()}) == 3
 
 
 def test_a_fork_while_an_export_hangs_gives_the_child_its_own_threads():

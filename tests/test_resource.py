@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import uuid
 
 import pytest
 from helpers import batch_header, request_record
@@ -114,3 +116,39 @@ def test_python_sdk_resource_is_merged_but_not_its_sdk_identity(pipeline, http_r
     assert span_resource["vllm.replica"] == 3
     assert span_resource["telemetry.sdk.language"] == "rust"
     assert span_resource["telemetry.sdk.version"] != python_resource["telemetry.sdk.version"]
+
+
+def test_each_process_is_told_apart_by_instance_id_pid_and_host(pipeline, http_receiver):
+    """Without a user's value: a random UUID v4 made for this process, its pid and the host's name,
+    as a Python SDK with the process and host detectors would give (on spans and metrics alike)."""
+    assert pipeline(http_receiver)
+    span_resource, metric_resource = exported_resources(http_receiver)
+    assert span_resource == metric_resource
+    instance_id = span_resource["service.instance.id"]
+    assert uuid.UUID(instance_id).version == 4 and str(uuid.UUID(instance_id)) == instance_id
+    assert span_resource["process.pid"] == os.getpid()
+    assert span_resource["host.name"] == socket.gethostname()
+
+
+@pytest.mark.parametrize("where", ["env", "python_sdk", "explicit"])
+def test_a_users_instance_id_and_host_name_win(pipeline, http_receiver, monkeypatch, where):
+    attributes = {"service.instance.id": "replica-3", "host.name": "node-a"}
+    if where == "env":
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=replica-3,host.name=node-a")
+    assert pipeline(
+        http_receiver,
+        python_resource=attributes if where == "python_sdk" else None,
+        explicit_resource=attributes if where == "explicit" else None,
+    )
+    span_resource, _ = exported_resources(http_receiver)
+    assert span_resource["service.instance.id"] == "replica-3"
+    assert span_resource["host.name"] == "node-a"
+
+
+def test_a_python_sdk_pid_of_another_process_is_not_taken(pipeline, http_receiver):
+    """The Python SDK's resource is read once; in a forked child its process.pid is the parent's."""
+    stale = os.getpid() + 1
+    assert pipeline(http_receiver, python_resource={"process.pid": stale, "service.name": "shop"})
+    span_resource, _ = exported_resources(http_receiver)
+    assert span_resource["process.pid"] == os.getpid()
+    assert span_resource["service.name"] == "shop"

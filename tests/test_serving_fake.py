@@ -337,6 +337,35 @@ def test_engine_gauges_are_exported(instrument, http_receiver):
     assert metrics["vllm.requests.running"].metric.unit == "{request}"
 
 
+def test_spans_and_engine_gauges_say_which_api_server_and_engine(instrument, http_receiver):
+    """An API-server process of ``--api-server-count N`` (its engine-core client's ``client_index``)
+    puts its index on every request span, recorded by the core or by the shim, and on its engine
+    gauges, beside the engine index; an engine in process (no such client) has no index."""
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    engine = AsyncLLM(client_index=1)
+    finished, aborted = add(engine, "cmpl-1-0"), add(engine, "chatcmpl-2")
+    engine.finish_step([(finished, 3, FinishReason.STOP), (aborted, 1, None)], running=4, engine_idx=2)
+    asyncio.run(engine.abort(aborted))  # recorded by the shim (_send), not the core's reader
+    in_process = AsyncLLM()
+    other = add(in_process, "cmpl-3-0")
+    in_process.finish_step([(other, 1, FinishReason.STOP)])
+
+    result = exported(http_receiver)
+    spans = result.requests
+    assert spans["cmpl-1-0"].attributes["vllm.api_server.index"] == 1
+    assert spans["chatcmpl-2"].attributes["vllm.api_server.index"] == 1
+    assert list(spans["chatcmpl-2"].attributes["gen_ai.response.finish_reasons"]) == ["abort"]
+    assert "vllm.api_server.index" not in spans["cmpl-3-0"].attributes
+    base = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL}
+    points = result.metrics["vllm.requests.running"].point_attributes()
+    assert sorted(points, key=lambda a: a["vllm.engine.index"]) == [
+        {**base, "vllm.engine.index": 0},
+        {**base, "vllm.engine.index": 2, "vllm.api_server.index": 1},
+    ]
+
+
 class Raising:
     """Stats whose every attribute raises."""
 
@@ -516,6 +545,30 @@ def test_engine_gauges_reach_a_bridged_meter_provider(instrument, meter_provider
     attributes = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}
     assert points["vllm.requests.running"] == [(attributes, 5)]
     assert points["vllm.kv_cache.usage"] == [(attributes, 0.25)]
+
+
+def test_bridged_engine_gauges_say_which_api_server_and_engine(instrument, meter_provider, metric_reader):
+    instrument(meter_provider=meter_provider)
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine = AsyncLLM(client_index=3)
+    request = add(engine, "cmpl-1-0")
+    engine.finish_step([(request, 1, None)], running=5, engine_idx=1)
+    (point,) = [
+        p
+        for rm in metric_reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "vllm.requests.running"
+        for p in m.data.data_points
+    ]
+    assert dict(point.attributes) == {
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": MODEL,
+        "vllm.engine.index": 1,
+        "vllm.api_server.index": 3,
+    }
+    assert point.value == 5
 
 
 def test_errors_inside_the_instrumentation_never_reach_vllm(instrument, http_receiver, monkeypatch):

@@ -6,6 +6,7 @@
 //!
 //! Everything that records calls `pipeline::current()`, then hands its records to it.
 
+mod process_identity;
 mod recorder;
 mod state;
 mod work_queue;

@@ -23,6 +23,7 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanData,
 use opentelemetry_sdk::Resource;
 use parking_lot::Mutex;
 
+use super::process_identity;
 use super::work_queue::WorkQueue;
 use crate::config::{Config, ExporterKind, Protocol};
 use crate::diagnostics::{self, Counters};
@@ -62,15 +63,19 @@ pub struct ResourceInput {
     pub explicit: Vec<KeyValue>,
 }
 
-/// Builds the resource: our `telemetry.sdk.*`, then OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME, the
-/// Python SDK's resource (so our telemetry lands under the application's service and instance),
-/// then explicit arguments; `unknown_service:<executable>` when nothing names the service.
+/// Builds the resource: our `telemetry.sdk.*` and this process's identity (`service.instance.id`,
+/// `process.pid`, `host.name`, see `process_identity.rs`), then OTEL_RESOURCE_ATTRIBUTES,
+/// OTEL_SERVICE_NAME, the Python SDK's resource (so our telemetry lands under the application's
+/// service and instance), then explicit arguments; `unknown_service:<executable>` when nothing
+/// names the service. Built again in a forked child, with the child's id and pid.
 pub fn build_resource(config: &Config, input: &ResourceInput) -> Resource {
     let mut attrs: Vec<KeyValue> = TelemetryResourceDetector
         .detect()
         .iter()
         .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect();
+    attrs.extend(process_identity::attributes());
+    let pid = i64::from(std::process::id());
     attrs.extend(
         config
             .resource_attributes
@@ -84,8 +89,11 @@ pub fn build_resource(config: &Config, input: &ResourceInput) -> Resource {
         let key = kv.key.as_str();
         // Keep the SDK identity of what produced the data (ours), and do not let the Python SDK's
         // placeholder service name hide a real one.
+        // Nor a process.pid that is not this process's: the resource was read in the parent of a
+        // forked child.
         if key.starts_with("telemetry.sdk.")
             || (key == "service.name" && kv.value.as_str().starts_with("unknown_service"))
+            || (key == process_identity::PROCESS_PID && kv.value != opentelemetry::Value::I64(pid))
         {
             continue;
         }

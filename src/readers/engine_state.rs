@@ -6,10 +6,12 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt};
 
+use std::collections::BTreeMap;
+
 use super::attribute::{Attribute, Field};
 use crate::pipeline;
 use crate::record::Name;
-use crate::telemetry::EngineState;
+use crate::telemetry::{EngineState, Labels};
 
 /// Reads an engine step's state from the objects vLLM's stat loggers get, by the attribute names
 /// the shim gave, and records it: called once per engine step (`StatLoggerManager.record`), the one
@@ -20,6 +22,7 @@ use crate::telemetry::EngineState;
 pub struct EngineStateRecorder {
     provider: Name,
     model: Option<Name>,
+    labels: Labels,
     running: Attribute,
     waiting: Attribute,
     /// Tried in order: the first present one is the usage (vLLM renamed it).
@@ -30,9 +33,11 @@ pub struct EngineStateRecorder {
 #[pymethods]
 impl EngineStateRecorder {
     /// `running`, `waiting` and `usage` name attributes of vLLM's scheduler stats, `preempted` one of
-    /// its iteration stats (see `_core.pyi`).
+    /// its iteration stats (see `_core.pyi`); `attributes`: integer attributes of every point of
+    /// this engine's gauges (the shim's names and values, constant for the recorder).
     #[new]
-    #[pyo3(signature = (provider, model, *, running, waiting, usage, preempted))]
+    #[pyo3(signature = (provider, model, *, running, waiting, usage, preempted, attributes=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         provider: &str,
@@ -41,10 +46,16 @@ impl EngineStateRecorder {
         waiting: &str,
         usage: Vec<String>,
         preempted: &str,
+        attributes: Option<BTreeMap<String, i64>>,
     ) -> Self {
         EngineStateRecorder {
             provider: Name::from(provider),
             model: model.map(Name::from),
+            labels: attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| (Name::from(name.as_str()), value))
+                .collect(),
             running: Attribute::new(py, running),
             waiting: Attribute::new(py, waiting),
             usage: usage.iter().map(|name| Attribute::new(py, name)).collect(),
@@ -108,6 +119,7 @@ impl EngineStateRecorder {
             model: self.model.clone(),
             // vLLM's default (None: its only engine).
             engine_index: engine_index.extract::<i64>().unwrap_or(0),
+            labels: self.labels.clone(),
             running: count(scheduler_stats, &self.running),
             waiting: count(scheduler_stats, &self.waiting),
             kv_cache_usage: usage,

@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+use opentelemetry::KeyValue;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
@@ -54,6 +55,8 @@ pub struct FinishedRequestReader {
     /// (finish reason, error.type) for the reasons that are errors.
     error_types: Vec<(String, String)>,
     stats_reader: StatsReader,
+    /// Span attributes of every request this reader records (constant for the engine).
+    attributes: Arc<[KeyValue]>,
 }
 
 #[pymethods]
@@ -62,7 +65,7 @@ impl FinishedRequestReader {
     #[new]
     #[pyo3(signature = (provider, model, *, stats, prompt_tokens, cached_tokens, detokenizer,
         output_token_count, output_token_ids, error_types, arrival_wall, time_to_first_token,
-        generated_tokens, preemptions, queue, prefill, decode, inference))]
+        generated_tokens, preemptions, queue, prefill, decode, inference, attributes=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -83,9 +86,15 @@ impl FinishedRequestReader {
         prefill: (String, String),
         decode: (String, String),
         inference: (String, String),
+        attributes: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let name = |s: &str| Attribute::new(py, s);
+        let attributes = match attributes {
+            Some(a) => record::attributes(a)?.into(),
+            None => Arc::from([]),
+        };
         Ok(FinishedRequestReader {
+            attributes,
             provider: record::interned_name(provider)?.unwrap_or_else(|| Name::from("")),
             model: record::interned_name(model)?,
             stats: name(stats),
@@ -156,7 +165,7 @@ impl FinishedRequestReader {
                 response_model: self.model.clone(),
                 parent: None,
                 span_kind: record::span_kind(kind),
-                attributes: Default::default(),
+                attributes: self.attributes.clone(),
             };
             // One header per step and group, freed by the recorder thread.
             pipeline.record_requests(Arc::new(header), records);

@@ -20,6 +20,8 @@ pub struct EngineState {
     pub provider: Name,
     pub model: Option<Name>,
     pub engine_index: i64,
+    /// Integer attributes the shim gives per engine (for example which API-server process).
+    pub labels: Labels,
     pub running: Option<i64>,
     pub waiting: Option<i64>,
     pub kv_cache_usage: Option<f64>,
@@ -35,8 +37,11 @@ pub struct LatestState {
     pub preemptions: Option<u64>,
 }
 
-/// (provider, model, engine index): one engine of one frontend process.
-pub type EngineKey = (Name, Option<Name>, i64);
+/// Integer attributes the shim names, constant for one engine's recorder.
+pub type Labels = Arc<[(Name, i64)]>;
+
+/// (provider, model, engine index, labels): one engine of one frontend process.
+pub type EngineKey = (Name, Option<Name>, i64, Labels);
 
 type StateMap = Arc<Mutex<HashMap<EngineKey, LatestState>>>;
 
@@ -73,6 +78,9 @@ pub fn engine_attributes(key: &EngineKey) -> Vec<KeyValue> {
     if let Some(m) = &key.1 {
         attributes.push(KeyValue::new(sc::REQUEST_MODEL, m.clone()));
     }
+    for (name, value) in key.3.iter() {
+        attributes.push(KeyValue::new(name.clone(), *value));
+    }
     attributes
 }
 
@@ -98,6 +106,7 @@ impl EngineStates {
             state.provider.clone(),
             state.model.clone(),
             state.engine_index,
+            state.labels.clone(),
         );
         let mut latest = self.latest.lock();
         let entry = latest.entry(key).or_default();
@@ -174,6 +183,7 @@ mod tests {
             provider: "vllm".into(),
             model: Some("m".into()),
             engine_index: 0,
+            labels: Arc::from([(Name::from("server"), 1)]),
             running,
             waiting: Some(2),
             kv_cache_usage: usage,
@@ -189,7 +199,19 @@ mod tests {
         let snapshot = states.snapshot();
         assert_eq!(snapshot.len(), 1);
         let (key, latest) = &snapshot[0];
-        assert_eq!(key, &(Name::from("vllm"), Some(Name::from("m")), 0));
+        assert_eq!(
+            key,
+            &(
+                Name::from("vllm"),
+                Some(Name::from("m")),
+                0,
+                Arc::from([(Name::from("server"), 1)])
+            )
+        );
+        let attributes = engine_attributes(key);
+        assert!(attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "server" && kv.value == opentelemetry::Value::I64(1)));
         // A step that reported no running count keeps the last one reported.
         assert_eq!(latest.running, Some(3));
         assert_eq!(latest.waiting, Some(2));

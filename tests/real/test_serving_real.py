@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -76,7 +76,17 @@ class Server:
             time.sleep(0.1)
 
 
-def start_server(model_dir: str, tmp: Path, *, plugin: bool, native_tracing: bool, auto: bool) -> Iterator[Server]:
+def start_server(
+    model_dir: str,
+    tmp: Path,
+    *,
+    plugin: bool,
+    native_tracing: bool,
+    auto: bool,
+    launcher: Sequence[str] = ("-m", "vllm.entrypoints.openai.api_server"),
+    extra_args: Sequence[str] = (),
+) -> Iterator[Server]:
+    """``launcher``: what follows the interpreter on the command line, before the model's arguments."""
     receiver = HttpReceiver().start()
     port = free_port()
     env = otlp_process_environment(
@@ -93,8 +103,7 @@ def start_server(model_dir: str, tmp: Path, *, plugin: bool, native_tracing: boo
         env["OTEL_INSTRUMENTATION_VLLM_PLUGIN_ENABLED"] = "true"
     command = [
         sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
+        *launcher,
         "--model",
         model_dir,
         "--served-model-name",
@@ -110,6 +119,7 @@ def start_server(model_dir: str, tmp: Path, *, plugin: bool, native_tracing: boo
         str(MAX_MODEL_LEN),
         "--max-num-seqs",
         "64",
+        *extra_args,
     ]
     if native_tracing:
         command += ["--otlp-traces-endpoint", f"{receiver.endpoint}/v1/traces"]

@@ -206,12 +206,13 @@ def _observe_engines(meter: Any) -> None:
     def observer(field: int) -> Any:
         def observe(_options: Any) -> list[Observation]:
             observations = []
-            for provider, model, index, *values in _core.engine_states():
+            for provider, model, index, labels, *values in _core.engine_states():
                 value = values[field]
                 if value is not None:
                     attributes: dict[str, str | int] = {"gen_ai.provider.name": provider, "vllm.engine.index": index}
                     if model is not None:
                         attributes["gen_ai.request.model"] = model
+                    attributes.update(labels)
                     observations.append(Observation(value, attributes))
             return observations
 

@@ -127,9 +127,11 @@ def new_span_context(
 def record_requests(header: BatchHeader, requests: list[RequestRecord] | list[RequestRecordWithParent]) -> int: ...
 def record_operation(operation: OperationRecord) -> bool: ...
 
-# The engines' latest states, for the metric bridge: (provider, model, engine_index, running, waiting,
-# kv_cache_usage, preemptions_total) each.
-def engine_states() -> list[tuple[str, str | None, int, int | None, int | None, float | None, int | None]]: ...
+# The engines' latest states, for the metric bridge: (provider, model, engine_index, [(attribute, value)]
+# given to the engine's EngineStateRecorder, running, waiting, kv_cache_usage, preemptions_total) each.
+def engine_states() -> list[
+    tuple[str, str | None, int, list[tuple[str, int]], int | None, int | None, float | None, int | None]
+]: ...
 
 # The attribute names the readers below take (as keyword arguments), declared in _vllm.py.
 class OutputReaderFields(TypedDict):
@@ -192,7 +194,15 @@ class FinishedRequestReader:
     """Serving: reads the requests an engine step finished (their request states, by the attribute
     names given, ``_vllm.FINISHED_REQUEST_FIELDS``) and records them; see ``src/readers/finished_requests.rs``."""
 
-    def __init__(self, provider: str, model: str | None, **fields: Unpack[FinishedRequestFields]) -> None: ...
+    def __init__(
+        self,
+        provider: str,
+        model: str | None,
+        *,
+        attributes: Attributes = None,
+        **fields: Unpack[FinishedRequestFields],
+    ) -> None:
+        """``attributes``: span attributes of every request it records (in their batch header)."""
     def record(self, finished: list[tuple[Any, Any, str, float | None]], end_ns: int) -> list[Any] | None:
         """Records the notes ``(added, request state, finish reason, iteration end or None)`` of one step
         that ended at ``end_ns``; returns those of another shape than the usual, for the shim (None
@@ -202,7 +212,15 @@ class EngineStateRecorder:
     """Records the engine gauges of one engine's steps, reading vLLM's stats objects by the attribute
     names given (``_vllm.ENGINE_STATE_ATTRIBUTES``)."""
 
-    def __init__(self, provider: str, model: str | None, **fields: Unpack[EngineStateFields]) -> None: ...
+    def __init__(
+        self,
+        provider: str,
+        model: str | None,
+        *,
+        attributes: Mapping[str, int] | None = None,
+        **fields: Unpack[EngineStateFields],
+    ) -> None:
+        """``attributes``: integer attributes of every point of this engine's gauges."""
     def record(self, owner: object, scheduler_stats: object, iteration_stats: object, engine_index: object) -> bool:
         """One step (``owner`` is not read); never raises: what is missing, of another type, out of
         range or raises is absent. False where nothing was recorded (no stats, telemetry off)."""

@@ -12,6 +12,8 @@
 - When vLLM's own tracing is on, the engine request carries our span as its trace context, so vLLM's
   ``llm_request`` span nests under ours.
 - The engine gauges come from the stat loggers' per-step call (stats are on by default in serving).
+- Request spans and engine gauges carry the API-server index (``vllm.api_server.index``, vLLM's
+  ``--api-server-count`` processes), set once per engine; the gauges also carry the engine index.
 - A request vLLM 0.33+ fails in EngineCore (rejected on arrival, a grammar that did not compile)
   leaves the output processor without its stats update: the ``_finish_request`` replacement notes
   it as finished with reason "error" (only where vLLM has that path).
@@ -139,10 +141,15 @@ class EngineRequests:
     Per request, ``request_id`` is read as a plain attribute of the EngineCoreRequest and the
     RequestState (named in ``_vllm.ATTRIBUTES_READ``): a name looked up in _vllm would cost more."""
 
-    def __init__(self, processor: Any, model: str | None, content: ContentPolicy) -> None:
+    def __init__(
+        self, processor: Any, model: str | None, content: ContentPolicy, attributes: dict[str, int] | None = None
+    ) -> None:
         self.processor = processor
         self.model = model
         self.content = content
+        # Span attributes of every request of this engine (which API-server process): in the batch
+        # header, so nothing is added per request.
+        self.attributes = attributes
         # Set when AsyncLLM builds its output processor (--otlp-traces-endpoint), fixed afterwards.
         self.native_tracing = _vllm.native_tracing_enabled(processor)
         self.pending: dict[str, ServingRequest] = {}
@@ -154,7 +161,9 @@ class EngineRequests:
         self.reader = (
             None
             if content.capture
-            else _core.FinishedRequestReader(_vllm.PROVIDER_NAME, model, **_vllm.FINISHED_REQUEST_FIELDS)
+            else _core.FinishedRequestReader(
+                _vllm.PROVIDER_NAME, model, **_vllm.FINISHED_REQUEST_FIELDS, attributes=attributes
+            )
         )
 
     def added(self, owner: Any, request: Any, prompt: Any) -> None:
@@ -309,7 +318,7 @@ class EngineRequests:
         for kind, operation, record in records:
             groups.setdefault((kind, operation), []).append(record)
         for (kind, operation), group in groups.items():
-            header = (operation, _vllm.PROVIDER_NAME, self.model, self.model, None, kind, None)
+            header = (operation, _vllm.PROVIDER_NAME, self.model, self.model, None, kind, self.attributes)
             _core.record_requests(header, group)
 
 
@@ -539,7 +548,9 @@ class ServingInstrumentation:
         if processor is None or processor in self._instances:
             return
         model = _vllm.model_name(engine)
-        requests = EngineRequests(processor, model, self.content)
+        api_server = _vllm.async_llm_api_server_index(engine)
+        attributes = None if api_server is None else {_vllm.API_SERVER_INDEX_ATTRIBUTE: api_server}
+        requests = EngineRequests(processor, model, self.content, attributes)
         add_request = getattr(processor, _vllm.PROCESSOR_ADD_REQUEST.method)
         process_outputs = getattr(processor, _vllm.PROCESSOR_PROCESS_OUTPUTS.method)
         update_stats_from_finished = getattr(processor, _vllm.PROCESSOR_UPDATE_STATS_FROM_FINISHED.method)
@@ -575,7 +586,9 @@ class ServingInstrumentation:
 
         manager = _vllm.async_llm_logger_manager(engine)
         if manager is not None and manager not in self._instances:
-            recorder = _core.EngineStateRecorder(_vllm.PROVIDER_NAME, model, **_vllm.ENGINE_STATE_ATTRIBUTES)
+            recorder = _core.EngineStateRecorder(
+                _vllm.PROVIDER_NAME, model, **_vllm.ENGINE_STATE_ATTRIBUTES, attributes=attributes
+            )
             record = _vllm.LOGGER_MANAGER_RECORD.method
             setattr(manager, record, engine_state_recording(getattr(manager, record), recorder.record))
             self._instances[manager] = LOGGER_MANAGER_METHODS

@@ -490,6 +490,19 @@ def async_llm_logger_manager(engine: Any) -> Any:
     return getattr(engine, "logger_manager", None)
 
 
+# The span and engine-gauge attribute naming the API-server process a point comes from: vLLM numbers
+# them 0..N-1 with --api-server-count N (APIServerProcessManager's client_index, which each process's
+# AsyncLLM hands its engine-core client; the process title is "APIServer_<index>").
+API_SERVER_INDEX_ATTRIBUTE = "vllm.api_server.index"
+
+
+def async_llm_api_server_index(engine: Any) -> int | None:
+    """This AsyncLLM's API-server index (``client_index`` of its multiprocessing engine-core client,
+    0.11.0 to 0.32+; 0 with one API server); None where its client has none (engine in process)."""
+    index = getattr(getattr(engine, "engine_core", None), "client_index", None)
+    return index if type(index) is int else None
+
+
 def native_tracing_enabled(output_processor: Any) -> bool:
     """Whether vLLM's own tracing (--otlp-traces-endpoint) is on: a flag in 0.32+, a tracer before."""
     enabled = getattr(output_processor, "tracing_enabled", None)
@@ -909,7 +922,8 @@ ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
     "LLM": (LLM_ENGINE_ATTRIBUTE,),
     # model_name(): the engine's model config, directly or (newer) through its vllm_config.
     "LLMEngine": ("model_config", "vllm_config"),
-    "AsyncLLM": ("model_config", "vllm_config", "output_processor", "logger_manager"),
+    "AsyncLLM": ("model_config", "vllm_config", "output_processor", "logger_manager", "engine_core"),
+    "AsyncMPClient": ("client_index",),  # async_llm_api_server_index()
     "VllmConfig": ("model_config",),
     "ModelConfig": ("served_model_name", "model"),
     "SamplingParams": SAMPLING_FIELDS,  # PoolingParams: the same names, where it has them

@@ -200,9 +200,27 @@ class StatLoggerManager:
         self.recorded.append((scheduler_stats, iteration_stats, engine_idx))
 
 
+class AsyncMPClient:
+    """The engine-core client of an API-server process: vLLM numbers them with ``client_index``."""
+
+    def __init__(self, client_index: int = 0, client_count: int = 1) -> None:
+        self.client_index = client_index
+        self.client_count = client_count
+
+
 class AsyncLLM:
-    def __init__(self, model: str = "fake/served", *, log_stats: bool = True, otlp_traces_endpoint: str | None = None):
+    def __init__(
+        self,
+        model: str = "fake/served",
+        *,
+        log_stats: bool = True,
+        otlp_traces_endpoint: str | None = None,
+        client_index: int | None = None,
+    ):
         self.model_config = ModelConfig(model)
+        # None: no multiprocessing client (an engine in process), as the fake had before.
+        if client_index is not None:
+            self.engine_core = AsyncMPClient(client_index, client_index + 1)
         self.log_stats = log_stats
         self.otlp_traces_endpoint = otlp_traces_endpoint
         self.output_processor = OutputProcessor(log_stats=log_stats, tracing_enabled=otlp_traces_endpoint is not None)
@@ -240,7 +258,7 @@ class AsyncLLM:
         self.output_processor.add_request(request, prompt_text or prompt, None, 0, RequestOutputCollector())
         return request
 
-    def finish_step(self, finished: list[tuple], running: int = 0):
+    def finish_step(self, finished: list[tuple], running: int = 0, engine_idx: int = 0):
         """One step of the output handler: ``finished`` is [(request, new tokens, finish reason)], or
         [(request, 0, FinishReason.ERROR, RequestError)] for a request EngineCore failed (0.33), which
         takes that path where ``EngineCoreOutput`` has the error field."""
@@ -262,7 +280,7 @@ class AsyncLLM:
         )
         if self.logger_manager is not None:
             self.logger_manager.record(
-                scheduler_stats=SchedulerStats(running, 1, 0.25), iteration_stats=iteration_stats, engine_idx=0
+                scheduler_stats=SchedulerStats(running, 1, 0.25), iteration_stats=iteration_stats, engine_idx=engine_idx
             )
 
     async def abort(self, request: EngineCoreRequest) -> None:
