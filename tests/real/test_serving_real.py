@@ -76,7 +76,16 @@ class Server:
             time.sleep(0.1)
 
 
-def start_server(model_dir: str, tmp: Path, *, plugin: bool, native_tracing: bool, auto: bool) -> Iterator[Server]:
+def start_server(
+    model_dir: str,
+    tmp: Path,
+    *,
+    plugin: bool,
+    native_tracing: bool,
+    auto: bool,
+    environment: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """``environment``: variables of the server process that replace the ones set here."""
     receiver = HttpReceiver().start()
     port = free_port()
     env = otlp_process_environment(
@@ -87,6 +96,7 @@ def start_server(model_dir: str, tmp: Path, *, plugin: bool, native_tracing: boo
         OTEL_BSP_SCHEDULE_DELAY="100",
         OTEL_METRIC_EXPORT_INTERVAL="500",
     )
+    env.update(environment or {})
     # The tiny model declares 512 positions; its rotary embeddings work past them.
     env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
     if plugin:

@@ -12,6 +12,10 @@
 - When vLLM's own tracing is on, the engine request carries our span as its trace context, so vLLM's
   ``llm_request`` span nests under ours.
 - The engine gauges come from the stat loggers' per-step call (stats are on by default in serving).
+- When the engine fails (its engine-core process died or raised: EngineDeadError), vLLM's output
+  handler hands the error to every request in flight (``propagate_error``) and finishes none of
+  them: the ``propagate_error`` replacement records each with the error's type and the tokens
+  generated so far, and one ``vllm.engine.failures``.
 - A request vLLM 0.33+ fails in EngineCore (rejected on arrival, a grammar that did not compile)
   leaves the output processor without its stats update: the ``_finish_request`` replacement notes
   it as finished with reason "error" (only where vLLM has that path).
@@ -215,6 +219,28 @@ class EngineRequests:
         except Exception:  # noqa: BLE001
             _logger.debug("could not read a failed request", exc_info=True)
 
+    def engine_failed(self, owner: Any, error: Any) -> None:
+        """vLLM's output processor (``owner``, not read) handed ``error`` to every request in flight:
+        the engine failed and will finish none of them. Each is recorded now, ended with the error
+        (finish reason "error", ``error.type`` the error's class, what its state says so far), after
+        the step's requests that finished before the failure; then the failure itself. Never raises."""
+        try:
+            if self.finished:
+                self.report_finished()
+            error_type = _vllm.failure_type(error)
+            states = getattr(self.processor, _vllm.OUTPUT_PROCESSOR_REQUEST_STATES, None) or {}
+            end_ns = _vllm.now_ns()
+            records = []
+            for rid in list(self.pending):
+                pending = self.pending.pop(rid, None)
+                if pending is not None:
+                    reason = _vllm.ENGINE_FAILURE_FINISH_REASON
+                    records.append(self._record(pending, states.get(rid), reason, None, end_ns, rid, error_type))
+            self._send(records)
+            _core.record_engine_failure(_vllm.PROVIDER_NAME, self.model, _vllm.FAILED_ENGINE_INDEX, error_type)
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not record the requests of a failed engine", exc_info=True)
+
     def record_finished(self) -> None:
         """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
         # The same list object stays: the generated process_outputs replacement holds it.
@@ -258,6 +284,7 @@ class EngineRequests:
         end_wall: float | None,
         end_ns: int,
         request_id: str | None = None,
+        error_type: str | None = None,
     ) -> tuple[int, str, RequestRecordWithParent]:
         stats = _vllm.request_state_stats(req_state)
         start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
@@ -288,7 +315,7 @@ class EngineRequests:
                 output_tokens,
                 cached,
                 [reason],
-                _vllm.error_type_of_finish(reason),
+                error_type or _vllm.error_type_of_finish(reason),
                 ttft,
                 tpot,
                 queue,
@@ -398,6 +425,22 @@ def leave_registration(finish_request: Any, requests: EngineRequests) -> Any:
         lambda function: forwarding_function(function, requests.left, _vllm.PROCESSOR_FINISH_REQUEST.parameters),
         finish_request_wrapper,
     )
+
+
+def failure_recording(propagate_error: Any, requests: EngineRequests) -> Any:
+    """The replacement of an output processor's bound ``propagate_error(e)`` (called once, when the
+    engine failed) that also tells ``requests.engine_failed``, whatever vLLM's own call did. Runs
+    once per engine, so a plain wrapper: nothing to gain from a generated function here."""
+    processor = getattr(propagate_error, "__self__", None)
+    (error_name,) = _vllm.PROCESSOR_PROPAGATE_ERROR.parameters
+
+    def propagate_error_wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return propagate_error(*args, **kwargs)
+        finally:
+            requests.engine_failed(processor, args[0] if args else kwargs.get(error_name))
+
+    return propagate_error_wrapper
 
 
 def engine_state_recording(record: Any, report: Any) -> Any:
@@ -565,6 +608,8 @@ class ServingInstrumentation:
             finish_registration(update_stats_from_finished, requests),
         )
         setattr(processor, _vllm.PROCESSOR_ABORT_REQUESTS.method, abort_requests_wrapper)
+        propagate_error = getattr(processor, _vllm.PROCESSOR_PROPAGATE_ERROR.method)
+        setattr(processor, _vllm.PROCESSOR_PROPAGATE_ERROR.method, failure_recording(propagate_error, requests))
         patched = PROCESSOR_METHODS
         finish_request_name = _vllm.PROCESSOR_FINISH_REQUEST.method
         finish_request = getattr(processor, finish_request_name, None)
