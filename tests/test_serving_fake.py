@@ -358,6 +358,46 @@ def test_an_engine_failure_ends_every_request_in_flight_with_its_error(instrumen
     assert engine.output_processor.request_states.keys() == {queued.request_id}  # vLLM's, left as it was
 
 
+@pytest.mark.parametrize("how", ["engine-core-aborts", "engine-core-stopped", "left-in-flight"])
+def test_a_server_shutdown_records_the_requests_in_flight_as_aborted(instrument, http_receiver, monkeypatch, how):
+    # SIGTERM for real: tests/real/test_failures_real.py (vLLM 0.32: EngineCore aborts the requests
+    # in flight, which finish with reason "abort"). Here the other ways a shutdown may end them too:
+    # the engine core stopped under them (the output handler fails them: propagate_error), or
+    # shutdown returning with them still in flight.
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    in_flight = []
+    if how == "engine-core-aborts":
+
+        def engine_core_aborts(self: Any, error: Exception) -> None:
+            self.finish_step([(r, 0, FinishReason.ABORT) for r in in_flight])
+
+        monkeypatch.setattr(AsyncLLM, "engine_dies", engine_core_aborts)
+    elif how == "left-in-flight":
+        monkeypatch.setattr(AsyncLLM, "engine_dies", lambda self, error: None)
+    engine = AsyncLLM()
+    done, streaming = add(engine, "cmpl-1-0"), add(engine, "chatcmpl-2")
+    in_flight.append(streaming)
+    engine.finish_step([(done, 2, FinishReason.STOP), (streaming, 3, None)])
+    before_ns = _vllm.now_ns()
+    engine.shutdown(timeout=0)
+    after_ns = _vllm.now_ns()
+
+    got = exported(http_receiver)
+    assert sorted(got.requests) == ["chatcmpl-2", "cmpl-1-0"]
+    assert "error.type" not in got.requests["cmpl-1-0"].attributes
+    span = got.requests["chatcmpl-2"]
+    a = span.attributes
+    assert a["error.type"] == "aborted" and span.span.status.code == 2  # ERROR
+    assert list(a["gen_ai.response.finish_reasons"]) == ["abort"]
+    assert a["vllm.request.abort_reason"] == "shutdown"
+    assert a["gen_ai.usage.output_tokens"] == 3
+    assert before_ns <= span.span.end_time_unix_nano <= after_ns
+    assert got.count("gen_ai.server.request.duration", **{"error.type": "aborted"}) == 1
+    assert "vllm.engine.failures" not in got.metrics  # a shutdown is no engine failure
+
+
 def test_an_engine_failure_reaches_a_bridged_meter_provider(instrument, meter_provider, metric_reader):
     instrument(meter_provider=meter_provider)
     from vllm.v1.engine.async_llm import AsyncLLM

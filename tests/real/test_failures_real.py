@@ -32,6 +32,7 @@ from real_helpers import (
     HistogramSnapshot,
     histogram_delta,
     shutdown_llm,
+    vllm_version,
 )
 from test_serving_real import MODEL, client, start_server
 
@@ -95,73 +96,119 @@ def assert_failure_metrics(
 
 # ---- serving ------------------------------------------------------------------------------------
 
+# No export on the SDK's schedules: what arrives was exported at exit, as the server exited.
+EXPORT_AT_EXIT_ONLY = {"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
+
+
+class Streams:
+    """STREAMS completions streamed at once, each counting the chunks it received."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.received = dict.fromkeys(range(STREAMS), 0)
+        self.ids: dict[int, str] = {}  # the request spans' response ids
+        self.errors: dict[int, BaseException] = {}
+        self.threads = [threading.Thread(target=self._stream, args=(i,), daemon=True) for i in range(STREAMS)]
+        self.started_ns = time.time_ns()
+        for thread in self.threads:
+            thread.start()
+        wait_until(lambda: min(self.received.values()) >= TOKENS_BEFORE_KILL, 120, "every stream to have tokens")
+
+    def _stream(self, index: int) -> None:
+        try:
+            chunks = client(self.server).completions.create(
+                model=MODEL,
+                prompt=f"Stream {index} says",
+                max_tokens=MAX_TOKENS,
+                temperature=0.8,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            for chunk in chunks:
+                # One engine request per prompt: its span's response id is the completion's, "-<prompt index>".
+                self.ids[index] = f"{chunk.id}-0"
+                self.received[index] += 1
+        except Exception as error:  # noqa: BLE001 - what the client got is checked by the test
+            self.errors[index] = error
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=60)
+        assert all(self.received[i] < MAX_TOKENS for i in range(STREAMS)), "a stream finished before the end"
+
+    def spans(self) -> dict[str, ReceivedSpan]:
+        spans = failed_request_spans(self.server.receiver.spans(), self.started_ns)
+        assert sorted(spans) == sorted(self.ids.values()), (
+            [(s.name, s.attributes) for s in self.server.receiver.spans()],
+            self.server.log_tail()[-3000:],
+        )
+        return spans
+
 
 def test_engine_core_killed_mid_stream_ends_every_request_with_its_error(model_dirs, tmp_path):
     with contextlib.contextmanager(start_server)(
-        model_dirs["generate"],
-        tmp_path,
-        plugin=True,
-        native_tracing=False,
-        auto=False,
-        # No export on the SDK's schedules: what arrives was exported at exit, as the server exited.
-        environment={"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_METRIC_EXPORT_INTERVAL": "600000"},
+        model_dirs["generate"], tmp_path, plugin=True, native_tracing=False, auto=False, environment=EXPORT_AT_EXIT_ONLY
     ) as server:
-        received = dict.fromkeys(range(STREAMS), 0)
-        ids: dict[int, str] = {}
-        errors: dict[int, BaseException] = {}
-
-        def stream(index: int) -> None:
-            try:
-                chunks = client(server).completions.create(
-                    model=MODEL,
-                    prompt=f"Stream {index} says",
-                    max_tokens=MAX_TOKENS,
-                    temperature=0.8,
-                    stream=True,
-                    extra_body={"ignore_eos": True},
-                )
-                for chunk in chunks:
-                    # One engine request per prompt: its span's response id is the completion's, "-<prompt index>".
-                    ids[index] = f"{chunk.id}-0"
-                    received[index] += 1
-            except Exception as error:  # noqa: BLE001 - what the client got is checked below
-                errors[index] = error
-
-        threads = [threading.Thread(target=stream, args=(i,), daemon=True) for i in range(STREAMS)]
-        started_ns = time.time_ns()
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: min(received.values()) >= TOKENS_BEFORE_KILL, 120, "every stream to have tokens")
+        streams = Streams(server)
         (engine_core,) = children_named(server.proc.pid, "EngineCore")
         killed_ns = time.time_ns()
         os.kill(engine_core.pid, signal.SIGKILL)
 
         # vLLM fails the requests and the API server exits (the process exports at exit).
         server.proc.wait(timeout=120)
-        for thread in threads:
-            thread.join(timeout=60)
-        assert sorted(errors) == list(range(STREAMS)), f"streams that ended without an error: {received}"
-        assert all(received[i] < MAX_TOKENS for i in range(STREAMS))
+        streams.join()
+        assert sorted(streams.errors) == list(range(STREAMS)), f"streams without an error: {streams.received}"
 
-        spans = failed_request_spans(server.receiver.spans(), started_ns)
-        assert sorted(spans) == sorted(ids.values()), (
-            [(s.name, s.attributes) for s in server.receiver.spans()],
-            sorted(m.name for m in server.receiver.metrics()),
-            server.log_tail()[-3000:],
-        )
+        spans = streams.spans()
         error_type = {s.attributes["error.type"] for s in spans.values()}
         assert error_type == {"EngineDeadError"}, error_type
-        for index, response_id in ids.items():
+        for index, response_id in streams.ids.items():
             span = spans[response_id]
             a = span.attributes
             assert span.span.status.code == STATUS_CODE_ERROR
             assert list(a["gen_ai.response.finish_reasons"]) == ["error"]
             # From the request's arrival (before the kill) to the failure (after it).
-            assert started_ns <= span.span.start_time_unix_nano < killed_ns < span.span.end_time_unix_nano
+            assert streams.started_ns <= span.span.start_time_unix_nano < killed_ns < span.span.end_time_unix_nano
             # The tokens generated before the failure: at least those the client received.
-            assert a["gen_ai.usage.output_tokens"] >= received[index] >= TOKENS_BEFORE_KILL
+            assert a["gen_ai.usage.output_tokens"] >= streams.received[index] >= TOKENS_BEFORE_KILL
             assert a["gen_ai.latency.time_to_first_token"] > 0
         assert_failure_metrics(server.receiver.latest_metrics(), "EngineDeadError", STREAMS)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM], ids=["SIGTERM"])
+def test_server_shutdown_with_streams_in_flight_records_them_aborted(model_dirs, tmp_path, signal_number):
+    if vllm_version() < (0, 32):
+        # Seen on 0.11.1, without this package too: after SIGTERM uvicorn waits for the streams'
+        # connections to close while the engine stalls, and the server exits only once the clients
+        # give up (their timeout): the requests end as client disconnects, not by the shutdown.
+        pytest.skip("this vLLM does not end the streams in flight on SIGTERM: it waits for the clients to close them")
+    with contextlib.contextmanager(start_server)(
+        model_dirs["generate"], tmp_path, plugin=True, native_tracing=False, auto=False, environment=EXPORT_AT_EXIT_ONLY
+    ) as server:
+        streams = Streams(server)
+        signalled_ns = time.time_ns()
+        os.kill(server.proc.pid, signal_number)
+        server.proc.wait(timeout=120)
+        exited_ns = time.time_ns()
+        streams.join()
+
+        spans = streams.spans()
+        for index, response_id in streams.ids.items():
+            span = spans[response_id]
+            a = span.attributes
+            assert a["error.type"] == "aborted" and span.span.status.code == STATUS_CODE_ERROR
+            assert list(a["gen_ai.response.finish_reasons"]) == ["abort"]
+            assert a["vllm.request.abort_reason"] == "shutdown"
+            assert streams.started_ns <= span.span.start_time_unix_nano < signalled_ns
+            assert signalled_ns < span.span.end_time_unix_nano < exited_ns
+            assert a["gen_ai.usage.output_tokens"] >= streams.received[index] >= TOKENS_BEFORE_KILL
+        metrics = server.receiver.latest_metrics()
+        count, _ = histogram_delta(
+            HistogramSnapshot([]), HistogramSnapshot(metrics), METRIC_REQUEST_DURATION, error__type="aborted"
+        )
+        assert count == STREAMS
+        # A shutdown is no engine failure, even where vLLM stops the engine core under the requests.
+        assert ENGINE_FAILURES not in {m.name for m in metrics}
 
 
 # ---- offline ------------------------------------------------------------------------------------

@@ -635,6 +635,12 @@ ENGINE_OUTPUT_PROCESSOR = "output_processor"
 REQUEST_STATE_EXTERNAL_ID = "external_req_id"
 
 
+# A request in flight when its server shut down (SIGTERM, SIGINT: ``AsyncLLM.shutdown``) is aborted,
+# with this reason in this span attribute (its error.type stays FINISH_ERROR_TYPES["abort"]).
+ABORT_REASON_ATTRIBUTE = "vllm.request.abort_reason"
+SHUTDOWN_ABORT_REASON = "shutdown"
+
+
 def failure_type(error: BaseException) -> str:
     """error.type of an engine failure: the exception's class, as the offline operation names it."""
     return type(error).__qualname__
@@ -802,6 +808,17 @@ ASYNC_LLM_ADD_REQUEST = HookPoint(
     "where the request came with trace headers: keeps them for the output processor's add_request, and "
     "hands them to vLLM only with vLLM's own tracing on; else vLLM's own coroutine, untouched",
 )
+ASYNC_LLM_SHUTDOWN = HookPoint(
+    (ASYNC_LLM_MODULE,),
+    ASYNC_LLM_CLASS,
+    "shutdown",
+    "0.11.1+",
+    WRAP,
+    (),
+    "the server is shutting down (SIGTERM): requests that end from then on as aborted (0.32's "
+    "EngineCore aborts them), or failed (the engine core stopped under them: propagate_error), or "
+    "still in flight when it returns, are recorded as aborted with reason 'shutdown', no engine failure",
+)
 # The OpenAI handlers' _get_trace_headers(headers), on the first class of each pair found.
 GET_TRACE_HEADERS = tuple(
     HookPoint(
@@ -908,6 +925,7 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
     ENGINE_STEP,
     ASYNC_LLM_INIT,
     ASYNC_LLM_ADD_REQUEST,
+    ASYNC_LLM_SHUTDOWN,
     *GET_TRACE_HEADERS,
     *PROCESSOR_HOOKS,
     PROCESSOR_FINISH_REQUEST,

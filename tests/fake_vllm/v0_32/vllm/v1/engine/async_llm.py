@@ -278,5 +278,12 @@ class AsyncLLM:
         logger.error("AsyncLLM output_handler failed.")
         self.output_processor.propagate_error(error)
 
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stops the engine core (0.32 with its default shutdown timeout of 0: its requests are
+        dropped, and the output handler's get_output then fails them with EngineDeadError)."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        self.engine_dies(EngineDeadError())
+
     async def abort(self, request: EngineCoreRequest) -> None:
         self.output_processor.abort_requests([request.request_id], internal=True)
