@@ -182,6 +182,58 @@ fn engine_states() -> Vec<(
     }
 }
 
+/// Records one failure of an engine (`vllm.engine.failures`): its engine-core process died or
+/// the handling of its outputs raised, with `error_type` the type of what it failed with. The
+/// counter is read at the next metric collection (and the last one, at shutdown).
+#[pyfunction]
+#[pyo3(signature = (provider, model, engine_index, error_type))]
+fn record_engine_failure(
+    provider: &Bound<'_, PyAny>,
+    model: &Bound<'_, PyAny>,
+    engine_index: i64,
+    error_type: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let Some(pipeline) = pipeline::current() else {
+        return Ok(false);
+    };
+    // Lossy like every other string the core reads: a lone surrogate must not raise.
+    let provider = record::opt_string(provider)?.unwrap_or_default();
+    let model = record::opt_string(model)?;
+    let error_type = record::opt_string(error_type)?.unwrap_or_else(|| "_OTHER".to_string());
+    pipeline.engine_states.record_failure(
+        (
+            record::Name::from(provider.as_str()),
+            model.as_deref().map(record::Name::from),
+            engine_index,
+        ),
+        record::Name::from(error_type.as_str()),
+    );
+    Ok(true)
+}
+
+/// The engines' failures so far, for the metric bridge's observable counter:
+/// [(provider, model, engine_index, error_type, count)].
+#[pyfunction]
+fn engine_failures() -> Vec<(String, Option<String>, i64, String, u64)> {
+    match pipeline::built() {
+        Some(p) => p
+            .engine_states
+            .failures()
+            .into_iter()
+            .map(|(((provider, model, index), error_type), count)| {
+                (
+                    provider.to_string(),
+                    model.map(|m| m.to_string()),
+                    index,
+                    error_type.to_string(),
+                    count,
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Records an operation span (reserved with `new_span_context`) and its duration metric.
 #[pyfunction]
 fn record_operation(operation: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -291,10 +343,10 @@ fn set_current_operation(operation: Option<Py<Operation>>) {
 mod _core {
     #[pymodule_export]
     use super::{
-        _after_fork_child, configure, current_operation, delivery, engine_states, force_flush,
-        is_enabled, latency_percentiles, latency_summary, latency_summary_at_exit,
-        new_span_context, record_operation, record_requests, set_current_operation, shutdown,
-        stats,
+        _after_fork_child, configure, current_operation, delivery, engine_failures, engine_states,
+        force_flush, is_enabled, latency_percentiles, latency_summary, latency_summary_at_exit,
+        new_span_context, record_engine_failure, record_operation, record_requests,
+        set_current_operation, shutdown, stats,
     };
     #[pymodule_export]
     use crate::offline::Operation;
@@ -321,6 +373,10 @@ mod _core {
         m.add("BATCH_HEADER_LEN", crate::record::BATCH_HEADER_LEN)?;
         m.add("OPERATION_RECORD_LEN", crate::record::OPERATION_RECORD_LEN)?;
         m.add("ENGINE_METRICS", crate::telemetry::ENGINE_METRICS.to_vec())?;
+        m.add(
+            "ENGINE_FAILURE_METRIC",
+            crate::telemetry::ENGINE_FAILURE_METRIC,
+        )?;
         // (name, unit, description, bucket boundaries, integer) of every histogram, in the order
         // the metric bridge's indexes refer to.
         let metrics: Vec<_> = crate::telemetry::METRICS

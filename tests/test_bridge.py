@@ -402,8 +402,11 @@ def native_metrics(received: list[ReceivedMetric]) -> dict[str, Any]:
 
 
 def bridged_metrics(reader: InMemoryMetricReader) -> dict[str, Any]:
+    """The histograms (the engine failure counter: ``failure_counts``)."""
     out = {}
     for name, (metric, data_points, scope) in points(reader).items():
+        if name not in METRIC_NAMES:
+            continue
         rows = sorted(
             (
                 sorted(p.attributes.items()),
@@ -419,6 +422,14 @@ def bridged_metrics(reader: InMemoryMetricReader) -> dict[str, Any]:
         temporality = metric.data.aggregation_temporality.name
         out[name] = (metric.unit, metric.description, temporality, scope.name, scope.version, rows)
     return out
+
+
+ENGINE_FAILURES = _core.ENGINE_FAILURE_METRIC[0]
+
+
+def failure_counts(unit: str, description: str, kind: str, attributes: list[dict], values: list[int]) -> Any:
+    """The engine failure counter as both deliveries must show it."""
+    return (unit, description, kind, sorted((sorted(a.items()), v) for a, v in zip(attributes, values, strict=True)))
 
 
 def test_native_and_bridge_deliver_the_same_spans_and_metric_points(
@@ -438,6 +449,14 @@ def test_native_and_bridge_deliver_the_same_spans_and_metric_points(
     native = (
         native_spans(http_receiver.spans(), native_app_span, native_labels),
         native_metrics(http_receiver.latest_metrics()),
+    )
+    (native_failures,) = [m for m in http_receiver.latest_metrics() if m.name == ENGINE_FAILURES]
+    native_failure_counts = failure_counts(
+        native_failures.metric.unit,
+        native_failures.metric.description,
+        "monotonic sum" if native_failures.metric.sum.is_monotonic else native_failures.kind,
+        native_failures.point_attributes(),
+        [p.as_int for p in native_failures.points],
     )
     instrumentor.uninstrument()
     assert _core.shutdown(5.0)
@@ -460,6 +479,29 @@ def test_native_and_bridge_deliver_the_same_spans_and_metric_points(
     assert set(native_metric_rows) == METRIC_NAMES
     for name in METRIC_NAMES:
         assert bridged_metric_rows[name] == native_metric_rows[name], name
+    # The workload's failed engine, counted once in each delivery.
+    metric, failure_points, _ = points(metric_reader)[ENGINE_FAILURES]
+    bridged_failure_counts = failure_counts(
+        metric.unit,
+        metric.description,
+        "monotonic sum" if metric.data.is_monotonic else "sum",
+        [dict(p.attributes) for p in failure_points],
+        [p.value for p in failure_points],
+    )
+    assert bridged_failure_counts == native_failure_counts
+    assert native_failure_counts[3] == [
+        (
+            sorted(
+                {
+                    "error.type": "EngineDeadError",
+                    "gen_ai.provider.name": "vllm",
+                    "gen_ai.request.model": MODEL,
+                    "vllm.engine.index": 0,
+                }.items()
+            ),
+            1,
+        )
+    ]
 
 
 # ---- the notebook case: an SDK configured in code, nothing passed ---------------------------------

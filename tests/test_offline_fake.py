@@ -684,6 +684,45 @@ def test_engine_error_mid_batch_reaches_the_caller_unchanged_and_ends_pending_re
     assert point.count == 1
     assert got.count("gen_ai.server.request.duration", **{"error.type": "EngineDeadError"}) == 2
     assert got.count("gen_ai.server.request.duration") == 4
+    # The engine failure itself, once (the step that raised).
+    failures = got.metrics["vllm.engine.failures"]
+    assert failures.point_attributes() == [
+        {
+            "gen_ai.provider.name": "vllm",
+            "gen_ai.request.model": MODEL,
+            "vllm.engine.index": 0,
+            "error.type": "EngineDeadError",
+        }
+    ]
+    assert [p.as_int for p in failures.points] == [1]
+
+
+def test_errors_inside_the_instrumentation_on_an_engine_failure_never_reach_the_caller(
+    instrument, http_receiver, monkeypatch
+):
+    # Tokens so far come from the engine's request states, which only real vLLM has
+    # (tests/real/test_failures_real.py); here, what the shim does when reading them breaks.
+    instrumentor = instrument()
+    from opentelemetry.instrumentation.vllm import _vllm
+    from vllm import LLM, SamplingParams
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(_vllm, "unfinished_request_states", broken)
+    llm = LLM(MODEL, max_num_seqs=2)
+    error = EngineDeadError("EngineCore encountered an issue")
+    llm.llm_engine.engine_core.raise_at_step(2, error)
+    with pytest.raises(EngineDeadError) as info:
+        llm.generate(["a", "b"], SamplingParams(max_tokens=3, ignore_eos=True))
+    assert info.value is error
+    assert instrumentor._offline._failed_engines == {}
+    requests = exported(http_receiver).requests
+    assert {rid: s.attributes.get("error.type") for rid, s in requests.items()} == {
+        "0": "EngineDeadError",
+        "1": "EngineDeadError",
+    }
 
 
 def test_aborted_requests(instrument, http_receiver):

@@ -307,6 +307,145 @@ def test_before_vllm_0_33_finish_request_is_left_alone(instrument, http_receiver
     assert list(a["gen_ai.response.finish_reasons"]) == ["error"] and a["error.type"] == "error"
 
 
+# ---- engine failures: the engine-core process died (real: tests/real/test_failures_real.py) -----
+
+
+def test_an_engine_failure_ends_every_request_in_flight_with_its_error(instrument, http_receiver):
+    # What vLLM does when its engine-core process dies (tested for real by killing it); here the
+    # shapes: requests mid-stream, one finished in an earlier step, one not yet scheduled.
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    engine = AsyncLLM()
+    done, streaming, queued = add(engine, "cmpl-1-0"), add(engine, "chatcmpl-2"), add(engine, "cmpl-3-0")
+    engine.finish_step([(done, 2, FinishReason.STOP), (streaming, 3, None)])
+    queues = {r.request_id: engine.output_processor.request_states[r.request_id].queue for r in (streaming, queued)}
+    error = EngineDeadError("EngineCore encountered an issue")
+    before_ns = _vllm.now_ns()
+    engine.engine_dies(error)
+    after_ns = _vllm.now_ns()
+    # vLLM's own behaviour is unchanged: each request's generate() task gets the very error.
+    assert all(queue.output is error for queue in queues.values())
+    # generate() does not abort on EngineDeadError; an abort (another exception) records nothing twice.
+    asyncio.run(engine.abort(streaming))
+
+    got = exported(http_receiver)
+    assert sorted(got.requests) == ["chatcmpl-2", "cmpl-1-0", "cmpl-3-0"]
+    assert "error.type" not in got.requests["cmpl-1-0"].attributes
+    for request_id, request, tokens in (("chatcmpl-2", streaming, 3), ("cmpl-3-0", queued, 0)):
+        span = got.requests[request_id]
+        a = span.attributes
+        assert a["error.type"] == "EngineDeadError" and span.span.status.code == 2  # ERROR
+        assert list(a["gen_ai.response.finish_reasons"]) == ["error"]
+        assert a["gen_ai.usage.output_tokens"] == tokens  # generated before the failure
+        assert span.span.start_time_unix_nano == int(request.arrival_time * 1e9)
+        assert before_ns <= span.span.end_time_unix_nano <= after_ns  # ended at the failure
+    assert got.requests["chatcmpl-2"].attributes["gen_ai.latency.time_to_first_token"] == 0.035
+    assert got.count("gen_ai.server.request.duration", **{"error.type": "EngineDeadError"}) == 2
+    assert got.count("gen_ai.server.request.duration") == 3
+    failures = got.metrics["vllm.engine.failures"]
+    assert failures.kind == "sum" and failures.metric.unit == "{failure}"
+    assert failures.point_attributes() == [
+        {
+            "gen_ai.provider.name": "vllm",
+            "gen_ai.request.model": MODEL,
+            "vllm.engine.index": 0,
+            "error.type": "EngineDeadError",
+        }
+    ]
+    assert [p.as_int for p in failures.points] == [1]
+    assert engine.output_processor.request_states.keys() == {queued.request_id}  # vLLM's, left as it was
+
+
+@pytest.mark.parametrize("how", ["engine-core-aborts", "engine-core-stopped", "left-in-flight"])
+def test_a_server_shutdown_records_the_requests_in_flight_as_aborted(instrument, http_receiver, monkeypatch, how):
+    # SIGTERM for real: tests/real/test_failures_real.py (vLLM 0.32: EngineCore aborts the requests
+    # in flight, which finish with reason "abort"). Here the other ways a shutdown may end them too:
+    # the engine core stopped under them (the output handler fails them: propagate_error), or
+    # shutdown returning with them still in flight.
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
+
+    in_flight = []
+    if how == "engine-core-aborts":
+
+        def engine_core_aborts(self: Any, error: Exception) -> None:
+            self.finish_step([(r, 0, FinishReason.ABORT) for r in in_flight])
+
+        monkeypatch.setattr(AsyncLLM, "engine_dies", engine_core_aborts)
+    elif how == "left-in-flight":
+        monkeypatch.setattr(AsyncLLM, "engine_dies", lambda self, error: None)
+    engine = AsyncLLM()
+    done, streaming = add(engine, "cmpl-1-0"), add(engine, "chatcmpl-2")
+    in_flight.append(streaming)
+    engine.finish_step([(done, 2, FinishReason.STOP), (streaming, 3, None)])
+    before_ns = _vllm.now_ns()
+    engine.shutdown(timeout=0)
+    after_ns = _vllm.now_ns()
+
+    got = exported(http_receiver)
+    assert sorted(got.requests) == ["chatcmpl-2", "cmpl-1-0"]
+    assert "error.type" not in got.requests["cmpl-1-0"].attributes
+    span = got.requests["chatcmpl-2"]
+    a = span.attributes
+    assert a["error.type"] == "aborted" and span.span.status.code == 2  # ERROR
+    assert list(a["gen_ai.response.finish_reasons"]) == ["abort"]
+    assert a["vllm.request.abort_reason"] == "shutdown"
+    assert a["gen_ai.usage.output_tokens"] == 3
+    assert before_ns <= span.span.end_time_unix_nano <= after_ns
+    assert got.count("gen_ai.server.request.duration", **{"error.type": "aborted"}) == 1
+    assert "vllm.engine.failures" not in got.metrics  # a shutdown is no engine failure
+
+
+def test_an_engine_failure_reaches_a_bridged_meter_provider(instrument, meter_provider, metric_reader):
+    instrument(meter_provider=meter_provider)
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    engine = AsyncLLM()
+    add(engine, "cmpl-1-0")
+    engine.engine_dies(EngineDeadError())
+    data = metric_reader.get_metrics_data()
+    points = {
+        m.name: [(dict(p.attributes), p.value) for p in m.data.data_points]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    attributes = {
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": MODEL,
+        "vllm.engine.index": 0,
+        "error.type": "EngineDeadError",
+    }
+    assert points["vllm.engine.failures"] == [(attributes, 1)]
+
+
+def test_errors_inside_the_instrumentation_on_an_engine_failure_never_reach_vllm(
+    instrument, http_receiver, monkeypatch
+):
+    instrument()
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrumentation bug")
+
+    engine = AsyncLLM()
+    request = add(engine, "cmpl-1-0")
+    monkeypatch.setattr(_vllm, "request_state_stats", broken)
+    monkeypatch.setattr(_serving._core, "record_engine_failure", broken)
+    error = EngineDeadError()
+    engine.engine_dies(error)  # raises nothing
+    assert engine.output_processor.request_states[request.request_id].queue.output is error
+    # vLLM's own propagate_error raising (its assert on a state without a queue) still raises.
+    monkeypatch.undo()
+    engine.output_processor.request_states[request.request_id].queue = None
+    with pytest.raises(AssertionError):
+        engine.engine_dies(error)
+
+
 def assert_engine_gauges(metrics: dict, *, running: int, waiting: int, usage: float, preemptions: int) -> None:
     """One point per engine gauge, of the served model's engine 0, with these values."""
     expected = {"gen_ai.provider.name": "vllm", "gen_ai.request.model": MODEL, "vllm.engine.index": 0}

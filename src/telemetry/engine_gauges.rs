@@ -2,7 +2,8 @@
 //! KV-cache usage, preemptions), kept as each engine's latest state and observed by the SDK's
 //! gauges (or read by the metric bridge through `_core.engine_states`). Recorded on the caller's
 //! thread: one map update per step costs less than queueing it for the recorder. The states are
-//! read from vLLM's objects by `readers/engine_state.rs`.
+//! read from vLLM's objects by `readers/engine_state.rs`. The engine failure counter
+//! (`vllm.engine.failures`) is kept here too: a failure is one map update, observed the same way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,17 @@ pub type Labels = Arc<[(Name, i64)]>;
 pub type EngineKey = (Name, Option<Name>, i64, Labels);
 
 type StateMap = Arc<Mutex<HashMap<EngineKey, LatestState>>>;
+/// Failures since the process started, per engine and `error.type`.
+type FailureMap = Arc<Mutex<HashMap<(EngineKey, Name), u64>>>;
+
+/// (name, unit, description) of the engine failure counter (monotonic); the metric bridge builds
+/// the same from this.
+pub const ENGINE_FAILURE_METRIC: (&str, &str, &str) = (
+    sc::METRIC_ENGINE_FAILURES,
+    "{failure}",
+    "Times the engine failed with requests in flight (its engine-core process died, or the \
+     handling of its outputs raised); every request in flight failed with it.",
+);
 
 /// (name, unit, description) of the engine metrics; the first three are gauges (two integer, one
 /// floating point), the last a monotonic counter. Python's metric bridge builds the same from this.
@@ -88,6 +100,7 @@ pub fn engine_attributes(key: &EngineKey) -> Vec<KeyValue> {
 /// metrics are collected, by observable instruments (native export) or by the Python metric bridge.
 pub struct EngineStates {
     latest: StateMap,
+    failures: FailureMap,
 }
 
 impl EngineStates {
@@ -95,10 +108,23 @@ impl EngineStates {
     /// metric bridge reads the states instead.
     pub fn new(meter: Option<&Meter>) -> EngineStates {
         let latest: StateMap = Arc::default();
+        let failures: FailureMap = Arc::default();
         if let Some(meter) = meter {
             register_observers(meter, &latest);
+            register_failure_counter(meter, &failures);
         }
-        EngineStates { latest }
+        EngineStates { latest, failures }
+    }
+
+    /// One failure of an engine, with the type of what it failed with.
+    pub fn record_failure(&self, key: EngineKey, error_type: Name) {
+        *self.failures.lock().entry((key, error_type)).or_insert(0) += 1;
+    }
+
+    /// Failures so far: ((provider, model, engine index), error.type) -> count.
+    pub fn failures(&self) -> Vec<((EngineKey, Name), u64)> {
+        let failures = self.failures.lock();
+        failures.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     pub fn record(&self, state: &EngineState) {
@@ -174,6 +200,23 @@ fn register_observers(meter: &Meter, latest: &StateMap) {
         .build();
 }
 
+fn register_failure_counter(meter: &Meter, failures: &FailureMap) {
+    let (name, unit, description) = ENGINE_FAILURE_METRIC;
+    let map = failures.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_unit(unit)
+        .with_description(description)
+        .with_callback(move |observer| {
+            for ((key, error_type), count) in map.lock().iter() {
+                let mut attributes = engine_attributes(key);
+                attributes.push(KeyValue::new(sc::ERROR_TYPE, error_type.clone()));
+                observer.observe(*count, &attributes);
+            }
+        })
+        .build();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +260,23 @@ mod tests {
         assert_eq!(latest.waiting, Some(2));
         assert_eq!(latest.kv_cache_usage, Some(0.25));
         assert_eq!(latest.preemptions, Some(3));
+    }
+
+    #[test]
+    fn failures_add_up_per_engine_and_error_type() {
+        let states = EngineStates::new(None);
+        let key = (Name::from("vllm"), Some(Name::from("m")), 0);
+        states.record_failure(key.clone(), Name::from("EngineDeadError"));
+        states.record_failure(key.clone(), Name::from("EngineDeadError"));
+        states.record_failure(key.clone(), Name::from("RuntimeError"));
+        let mut failures = states.failures();
+        failures.sort_by(|a, b| a.0 .1.cmp(&b.0 .1));
+        assert_eq!(
+            failures,
+            vec![
+                ((key.clone(), Name::from("EngineDeadError")), 2),
+                ((key, Name::from("RuntimeError")), 1),
+            ]
+        );
     }
 }

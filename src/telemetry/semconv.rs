@@ -65,6 +65,9 @@ pub const METRIC_REQUESTS_RUNNING: &str = "vllm.requests.running";
 pub const METRIC_REQUESTS_WAITING: &str = "vllm.requests.waiting";
 pub const METRIC_KV_CACHE_USAGE: &str = "vllm.kv_cache.usage";
 pub const METRIC_PREEMPTIONS: &str = "vllm.preemptions";
+// The engine failed: every request in flight failed with it (its engine-core process died, or
+// the frontend's handling of its outputs raised).
+pub const METRIC_ENGINE_FAILURES: &str = "vllm.engine.failures";
 pub const ENGINE_INDEX: &str = "vllm.engine.index";
 
 /// `gen_ai.client.operation.duration` and `gen_ai.server.request.duration`.

