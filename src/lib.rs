@@ -185,13 +185,16 @@ fn engine_states() -> Vec<(
 /// Records one failure of an engine (`vllm.engine.failures`): its engine-core process died or
 /// the handling of its outputs raised, with `error_type` the type of what it failed with. The
 /// counter is read at the next metric collection (and the last one, at shutdown).
+/// `attributes`: integer attributes of the engine's points (which API-server process), as
+/// `EngineStateRecorder` takes them.
 #[pyfunction]
-#[pyo3(signature = (provider, model, engine_index, error_type))]
+#[pyo3(signature = (provider, model, engine_index, error_type, *, attributes=None))]
 fn record_engine_failure(
     provider: &Bound<'_, PyAny>,
     model: &Bound<'_, PyAny>,
     engine_index: i64,
     error_type: &Bound<'_, PyAny>,
+    attributes: Option<std::collections::BTreeMap<String, i64>>,
 ) -> PyResult<bool> {
     let Some(pipeline) = pipeline::current() else {
         return Ok(false);
@@ -205,6 +208,11 @@ fn record_engine_failure(
             record::Name::from(provider.as_str()),
             model.as_deref().map(record::Name::from),
             engine_index,
+            attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| (record::Name::from(name.as_str()), value))
+                .collect(),
         ),
         record::Name::from(error_type.as_str()),
     );
@@ -212,19 +220,24 @@ fn record_engine_failure(
 }
 
 /// The engines' failures so far, for the metric bridge's observable counter:
-/// [(provider, model, engine_index, error_type, count)].
+/// [(provider, model, engine_index, labels, error_type, count)].
 #[pyfunction]
-fn engine_failures() -> Vec<(String, Option<String>, i64, String, u64)> {
+#[allow(clippy::type_complexity)]
+fn engine_failures() -> Vec<(String, Option<String>, i64, Vec<(String, i64)>, String, u64)> {
     match pipeline::built() {
         Some(p) => p
             .engine_states
             .failures()
             .into_iter()
-            .map(|(((provider, model, index), error_type), count)| {
+            .map(|(((provider, model, index, labels), error_type), count)| {
                 (
                     provider.to_string(),
                     model.map(|m| m.to_string()),
                     index,
+                    labels
+                        .iter()
+                        .map(|(name, value)| (name.to_string(), *value))
+                        .collect(),
                     error_type.to_string(),
                     count,
                 )

@@ -317,7 +317,7 @@ def test_an_engine_failure_ends_every_request_in_flight_with_its_error(instrumen
     from vllm.v1.engine.async_llm import AsyncLLM, FinishReason
     from vllm.v1.engine.exceptions import EngineDeadError
 
-    engine = AsyncLLM()
+    engine = AsyncLLM(client_index=1)  # API-server process 1 of --api-server-count 2
     done, streaming, queued = add(engine, "cmpl-1-0"), add(engine, "chatcmpl-2"), add(engine, "cmpl-3-0")
     engine.finish_step([(done, 2, FinishReason.STOP), (streaming, 3, None)])
     queues = {r.request_id: engine.output_processor.request_states[r.request_id].queue for r in (streaming, queued)}
@@ -351,6 +351,7 @@ def test_an_engine_failure_ends_every_request_in_flight_with_its_error(instrumen
             "gen_ai.provider.name": "vllm",
             "gen_ai.request.model": MODEL,
             "vllm.engine.index": 0,
+            "vllm.api_server.index": 1,
             "error.type": "EngineDeadError",
         }
     ]
@@ -403,7 +404,7 @@ def test_an_engine_failure_reaches_a_bridged_meter_provider(instrument, meter_pr
     from vllm.v1.engine.async_llm import AsyncLLM
     from vllm.v1.engine.exceptions import EngineDeadError
 
-    engine = AsyncLLM()
+    engine = AsyncLLM(client_index=1)
     add(engine, "cmpl-1-0")
     engine.engine_dies(EngineDeadError())
     data = metric_reader.get_metrics_data()
@@ -417,6 +418,7 @@ def test_an_engine_failure_reaches_a_bridged_meter_provider(instrument, meter_pr
         "gen_ai.provider.name": "vllm",
         "gen_ai.request.model": MODEL,
         "vllm.engine.index": 0,
+        "vllm.api_server.index": 1,
         "error.type": "EngineDeadError",
     }
     assert points["vllm.engine.failures"] == [(attributes, 1)]

@@ -121,7 +121,7 @@ impl EngineStates {
         *self.failures.lock().entry((key, error_type)).or_insert(0) += 1;
     }
 
-    /// Failures so far: ((provider, model, engine index), error.type) -> count.
+    /// Failures so far: ((provider, model, engine index, labels), error.type) -> count.
     pub fn failures(&self) -> Vec<((EngineKey, Name), u64)> {
         let failures = self.failures.lock();
         failures.iter().map(|(k, v)| (k.clone(), *v)).collect()
@@ -265,7 +265,8 @@ mod tests {
     #[test]
     fn failures_add_up_per_engine_and_error_type() {
         let states = EngineStates::new(None);
-        let key = (Name::from("vllm"), Some(Name::from("m")), 0);
+        let labels: Labels = Arc::from([(Name::from("server"), 1)]);
+        let key = (Name::from("vllm"), Some(Name::from("m")), 0, labels);
         states.record_failure(key.clone(), Name::from("EngineDeadError"));
         states.record_failure(key.clone(), Name::from("EngineDeadError"));
         states.record_failure(key.clone(), Name::from("RuntimeError"));

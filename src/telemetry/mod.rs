@@ -13,7 +13,9 @@ mod metrics;
 mod semconv;
 mod spans;
 
-pub(crate) use engine_gauges::{EngineState, EngineStates, Labels, ENGINE_FAILURE_METRIC, ENGINE_METRICS};
+pub(crate) use engine_gauges::{
+    EngineState, EngineStates, Labels, ENGINE_FAILURE_METRIC, ENGINE_METRICS,
+};
 pub(crate) use hdr::{summary_table, LatencyStore, Percentiles};
 pub(crate) use ids::{new_span_id, new_trace_id};
 pub(crate) use metric_table::METRICS;

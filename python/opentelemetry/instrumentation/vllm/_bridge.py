@@ -225,7 +225,7 @@ def _observe_engines(meter: Any) -> None:
 
     def observe_failures(_options: Any) -> list[Observation]:
         observations = []
-        for provider, model, index, error_type, count in _core.engine_failures():
+        for provider, model, index, labels, error_type, count in _core.engine_failures():
             attributes: dict[str, str | int] = {
                 "gen_ai.provider.name": provider,
                 "vllm.engine.index": index,
@@ -233,6 +233,7 @@ def _observe_engines(meter: Any) -> None:
             }
             if model is not None:
                 attributes["gen_ai.request.model"] = model
+            attributes.update(labels)
             observations.append(Observation(count, attributes))
         return observations
 

@@ -136,10 +136,17 @@ def engine_states() -> list[
 ]: ...
 
 # One failure of an engine (vllm.engine.failures); False where no pipeline runs.
-def record_engine_failure(provider: str, model: str | None, engine_index: int, error_type: str | None) -> bool: ...
+def record_engine_failure(
+    provider: str,
+    model: str | None,
+    engine_index: int,
+    error_type: str | None,
+    *,
+    attributes: dict[str, int] | None = None,
+) -> bool: ...
 
 # The engines' failures so far, for the metric bridge: (provider, model, engine_index, error_type, count) each.
-def engine_failures() -> list[tuple[str, str | None, int, str, int]]: ...
+def engine_failures() -> list[tuple[str, str | None, int, list[tuple[str, int]], str, int]]: ...
 
 # The attribute names the readers below take (as keyword arguments), declared in _vllm.py.
 class OutputReaderFields(TypedDict):

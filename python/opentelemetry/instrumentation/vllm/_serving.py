@@ -255,7 +255,9 @@ class EngineRequests:
                     reason = _vllm.ENGINE_FAILURE_FINISH_REASON
                     records.append(self._record(pending, states.get(rid), reason, None, end_ns, rid, error_type))
             self._send(records)
-            _core.record_engine_failure(_vllm.PROVIDER_NAME, self.model, _vllm.FAILED_ENGINE_INDEX, error_type)
+            _core.record_engine_failure(
+                _vllm.PROVIDER_NAME, self.model, _vllm.FAILED_ENGINE_INDEX, error_type, attributes=self.attributes
+            )
         except Exception:  # noqa: BLE001
             _logger.debug("could not record the requests of a failed engine", exc_info=True)
 
