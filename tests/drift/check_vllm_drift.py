@@ -42,6 +42,14 @@ OK, FAIL, NOTE = "ok", "FAIL", "note"
 ENTRYPOINTS, FRONTEND = "vllm.entrypoints", "vllm.frontend"
 
 
+class _EngineStandIn(types.SimpleNamespace):
+    """An AsyncLLM stand-in holding the stand-in objects the shim patches; weakly referable, as the
+    real engine is (the shim keeps its per-engine state by weak reference), and hashed by identity."""
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+
 class Result(NamedTuple):
     status: str
     label: str
@@ -332,7 +340,7 @@ class DriftCheck:
                 stand_ins[attribute] = cls.__new__(cls)
             except Exception as error:  # noqa: BLE001
                 self._add(FAIL, cls.__name__, f"could not make a stand-in object: {error!r}")
-        engine = types.SimpleNamespace(model_config=None, **stand_ins)
+        engine = _EngineStandIn(model_config=None, **stand_ins)
         if stand_ins:
             try:
                 serving._instrument_engine(engine)
