@@ -96,6 +96,8 @@ pub struct Config {
     pub metric_export_interval: Duration,
     pub temporality: Temporality,
     pub latency_summary_at_exit: bool,
+    /// Which GenAI semantic conventions to emit (`OTEL_SEMCONV_STABILITY_OPT_IN`).
+    pub semconv: SemconvMode,
     /// Problems found while parsing (invalid values that fell back to defaults), to be logged once.
     pub warnings: Vec<String>,
 }
@@ -109,6 +111,35 @@ pub const DEFAULT_BSP_SCHEDULE_DELAY: Duration = Duration::from_millis(5000);
 pub const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_millis(60_000);
 /// Ours, not a spec variable: log a latency percentile table at interpreter exit.
 pub const LATENCY_SUMMARY_VAR: &str = "OTEL_INSTRUMENTATION_VLLM_LATENCY_SUMMARY";
+/// The spec's opt-in list (comma-separated); `gen_ai_latest_experimental` selects the latest GenAI
+/// conventions. Other categories in the list (http, database, ...) concern other instrumentations.
+pub const SEMCONV_OPT_IN_VAR: &str = "OTEL_SEMCONV_STABILITY_OPT_IN";
+pub const GEN_AI_LATEST_EXPERIMENTAL: &str = "gen_ai_latest_experimental";
+
+/// The GenAI conventions the core emits: v1.41.1 by default (the conventions ask existing
+/// instrumentations not to change what they emit by default), the latest on request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SemconvMode {
+    #[default]
+    V1_41,
+    Latest,
+}
+
+impl SemconvMode {
+    /// From the value of `OTEL_SEMCONV_STABILITY_OPT_IN`: entries are trimmed and compared exactly,
+    /// as opentelemetry-instrumentation's own reader (`_semconv.py`) does.
+    pub fn from_opt_in(value: Option<&str>) -> SemconvMode {
+        let latest = value
+            .unwrap_or("")
+            .split(',')
+            .any(|entry| entry.trim() == GEN_AI_LATEST_EXPERIMENTAL);
+        if latest {
+            SemconvMode::Latest
+        } else {
+            SemconvMode::V1_41
+        }
+    }
+}
 
 impl Config {
     /// Resolves the configuration from `overrides` (argument values, keyed by the variable they
@@ -175,6 +206,7 @@ impl Config {
             }
         };
         let latency_summary_at_exit = p.bool(LATENCY_SUMMARY_VAR, false);
+        let semconv = SemconvMode::from_opt_in(p.get(SEMCONV_OPT_IN_VAR).as_deref());
         Config {
             disabled,
             traces_exporter,
@@ -190,6 +222,7 @@ impl Config {
             metric_export_interval,
             temporality,
             latency_summary_at_exit,
+            semconv,
             warnings: p.warnings,
         }
     }
@@ -472,6 +505,20 @@ mod tests {
         assert_eq!(c.metric_export_interval, Duration::from_secs(60));
         assert_eq!(c.temporality, Temporality::Cumulative);
         assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn semconv_opt_in_is_a_list_with_exact_entries() {
+        assert_eq!(resolve(&[]).semconv, SemconvMode::V1_41);
+        let mode = |v: &str| resolve(&[(SEMCONV_OPT_IN_VAR, v)]).semconv;
+        assert_eq!(mode("gen_ai_latest_experimental"), SemconvMode::Latest);
+        assert_eq!(
+            mode("http, gen_ai_latest_experimental ,database"),
+            SemconvMode::Latest
+        );
+        assert_eq!(mode("http,database/dup"), SemconvMode::V1_41);
+        assert_eq!(mode("gen_ai"), SemconvMode::V1_41);
+        assert_eq!(mode("GEN_AI_LATEST_EXPERIMENTAL"), SemconvMode::V1_41);
     }
 
     #[test]

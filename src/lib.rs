@@ -332,6 +332,15 @@ fn latency_summary_at_exit() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the running pipeline emits the latest GenAI conventions
+/// (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`); the shim asks once, at instrument().
+#[pyfunction]
+fn semconv_latest() -> bool {
+    pipeline::built()
+        .map(|p| p.semconv == crate::config::SemconvMode::Latest)
+        .unwrap_or(false)
+}
+
 /// `os.register_at_fork(after_in_child=...)`: forget the parent's pipeline (its threads do not
 /// exist here) without joining or dropping anything; the next call builds a new one.
 #[pyfunction]
@@ -358,7 +367,7 @@ mod _core {
     use super::{
         _after_fork_child, configure, current_operation, delivery, engine_failures, engine_states,
         force_flush, is_enabled, latency_percentiles, latency_summary, latency_summary_at_exit,
-        new_span_context, record_engine_failure, record_operation, record_requests,
+        new_span_context, record_engine_failure, record_operation, record_requests, semconv_latest,
         set_current_operation, shutdown, stats,
     };
     #[pymodule_export]
@@ -390,13 +399,33 @@ mod _core {
             "ENGINE_FAILURE_METRIC",
             crate::telemetry::ENGINE_FAILURE_METRIC,
         )?;
-        // (name, unit, description, bucket boundaries, integer) of every histogram, in the order
-        // the metric bridge's indexes refer to.
-        let metrics: Vec<_> = crate::telemetry::METRICS
+        // (name, unit, description, bucket boundaries, integer) of every instrument, in the order
+        // the metric bridge's indexes refer to: METRICS, those of the default conventions (v1.41.1),
+        // then LATEST_METRICS, those only the latest conventions have (indexes len(METRICS) on).
+        // COUNTER_METRICS: the indexes of the counters; every other instrument is a histogram.
+        let spec = |s: &crate::telemetry::MetricSpec| {
+            (s.name, s.unit, s.description, s.buckets.to_vec(), s.integer)
+        };
+        let (default, latest) =
+            crate::telemetry::METRICS.split_at(crate::telemetry::DEFAULT_METRICS);
+        m.add(
+            "METRICS",
+            pyo3::types::PyTuple::new(m.py(), default.iter().map(spec))?,
+        )?;
+        m.add(
+            "LATEST_METRICS",
+            pyo3::types::PyTuple::new(m.py(), latest.iter().map(spec))?,
+        )?;
+        let counters: Vec<usize> = crate::telemetry::METRICS
             .iter()
-            .map(|s| (s.name, s.unit, s.description, s.buckets.to_vec(), s.integer))
+            .enumerate()
+            .filter(|(_, s)| s.kind == crate::telemetry::Kind::Counter)
+            .map(|(i, _)| i)
             .collect();
-        m.add("METRICS", pyo3::types::PyTuple::new(m.py(), metrics)?)?;
+        m.add(
+            "COUNTER_METRICS",
+            pyo3::types::PyTuple::new(m.py(), counters)?,
+        )?;
         Ok(())
     }
 }

@@ -126,6 +126,8 @@ pub struct Pipeline {
     meter_provider: SdkMeterProvider,
     shut_down: AtomicBool,
     pub latency_summary_at_exit: bool,
+    /// The GenAI conventions the pipeline emits; the shim asks once, at instrument().
+    pub semconv: crate::config::SemconvMode,
     /// How each signal is delivered: (traces, metrics).
     pub delivery: (&'static str, &'static str),
     // Declared last so it is dropped after the exporters that run on it.
@@ -393,9 +395,9 @@ impl Pipeline {
             counters: counters.clone(),
             spans: spans.clone(),
             instruments: if bridges.metrics.is_some() {
-                Instruments::Bridge(MeasurementBuffer::default())
+                Instruments::Bridge(MeasurementBuffer::new(config.semconv))
             } else {
-                Instruments::Native(NativeInstruments::new(&meter))
+                Instruments::Native(NativeInstruments::new(&meter, config.semconv))
             },
             hdr: hdr.clone(),
             span_processor: span_processor.clone(),
@@ -436,6 +438,7 @@ impl Pipeline {
             meter_provider,
             shut_down: AtomicBool::new(false),
             latency_summary_at_exit: config.latency_summary_at_exit,
+            semconv: config.semconv,
             delivery,
             _runtime: runtime,
         }

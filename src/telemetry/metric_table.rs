@@ -1,8 +1,10 @@
-//! The histograms the core records, one table for both deliveries: name, unit, description and
-//! the semconv bucket boundaries, indexed by `Metric`. `metrics.rs` records into them, `hdr.rs`
-//! keeps a local HDR histogram per entry, and the metric bridge gets the table (`_core.METRICS`).
+//! The instruments the core records, one table for both deliveries: name, unit, description,
+//! instrument kind and the semconv bucket boundaries, indexed by `Metric`. `metrics.rs` records
+//! into them (the semconv mode chooses which), `hdr.rs` keeps a local HDR histogram per seconds
+//! entry, and the metric bridge gets the table (`_core.METRICS`).
 
 use super::semconv as sc;
+use crate::config::SemconvMode;
 
 /// A histogram the core records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +18,21 @@ pub enum Metric {
     Prefill,
     Decode,
     Inference,
+    // The latest GenAI conventions (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental):
+    // the first replaces OperationDuration for inference, the others replace TokenUsage.
+    InferenceDuration,
+    UsageInputTokens,
+    UsageOutputTokens,
+    UsageCacheReadInputTokens,
+    OperationInputTokens,
+    OperationOutputTokens,
+}
+
+/// The instrument a metric is: the latest conventions count token usage with counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Histogram,
+    Counter,
 }
 
 pub struct MetricSpec {
@@ -25,6 +42,7 @@ pub struct MetricSpec {
     pub buckets: &'static [f64],
     /// Recorded as integers (token counts).
     pub integer: bool,
+    pub kind: Kind,
 }
 
 const fn seconds(
@@ -38,11 +56,30 @@ const fn seconds(
         description,
         buckets,
         integer: false,
+        kind: Kind::Histogram,
     }
 }
 
-/// Every histogram, indexed by `Metric as usize`: one table for both deliveries.
-pub const METRICS: [MetricSpec; 9] = [
+const fn tokens(name: &'static str, description: &'static str, kind: Kind) -> MetricSpec {
+    MetricSpec {
+        name,
+        unit: "{token}",
+        description,
+        buckets: match kind {
+            Kind::Histogram => sc::TOKEN_BUCKETS,
+            Kind::Counter => &[],
+        },
+        integer: true,
+        kind,
+    }
+}
+
+/// How many of the first entries are those of the default conventions (v1.41.1); the rest only
+/// the latest conventions have.
+pub const DEFAULT_METRICS: usize = Metric::InferenceDuration as usize;
+
+/// Every instrument, indexed by `Metric as usize`: one table for both deliveries.
+pub const METRICS: [MetricSpec; 15] = [
     seconds(
         sc::METRIC_TTFT,
         "Time to generate first token for successful responses.",
@@ -63,13 +100,11 @@ pub const METRICS: [MetricSpec; 9] = [
         "GenAI operation duration.",
         sc::DURATION_BUCKETS,
     ),
-    MetricSpec {
-        name: sc::METRIC_TOKEN_USAGE,
-        unit: "{token}",
-        description: "Number of input and output tokens used.",
-        buckets: sc::TOKEN_BUCKETS,
-        integer: true,
-    },
+    tokens(
+        sc::METRIC_TOKEN_USAGE,
+        "Number of input and output tokens used.",
+        Kind::Histogram,
+    ),
     seconds(
         sc::METRIC_QUEUE,
         "Time a request spent waiting in vLLM's scheduler queue.",
@@ -90,10 +125,93 @@ pub const METRICS: [MetricSpec; 9] = [
         "Time from a request's first scheduling to its last token.",
         sc::DURATION_BUCKETS,
     ),
+    seconds(
+        sc::METRIC_INFERENCE_DURATION,
+        "GenAI inference operation duration.",
+        sc::DURATION_BUCKETS,
+    ),
+    tokens(
+        sc::METRIC_USAGE_INPUT_TOKENS,
+        "The number of input (prompt) tokens used, including cached tokens.",
+        Kind::Counter,
+    ),
+    tokens(
+        sc::METRIC_USAGE_OUTPUT_TOKENS,
+        "The number of output (completion) tokens used, including reasoning tokens.",
+        Kind::Counter,
+    ),
+    tokens(
+        sc::METRIC_USAGE_CACHE_READ_INPUT_TOKENS,
+        "The number of input tokens read from the cache.",
+        Kind::Counter,
+    ),
+    tokens(
+        sc::METRIC_OPERATION_INPUT_TOKENS,
+        "The number of input (prompt) tokens used per inference operation.",
+        Kind::Histogram,
+    ),
+    tokens(
+        sc::METRIC_OPERATION_OUTPUT_TOKENS,
+        "The number of output (completion) tokens used per inference operation.",
+        Kind::Histogram,
+    ),
 ];
 
 impl Metric {
     pub fn spec(self) -> &'static MetricSpec {
         &METRICS[self as usize]
+    }
+
+    /// Every metric, in table order.
+    pub const ALL: [Metric; METRICS.len()] = [
+        Metric::Ttft,
+        Metric::Tpot,
+        Metric::RequestDuration,
+        Metric::OperationDuration,
+        Metric::TokenUsage,
+        Metric::Queue,
+        Metric::Prefill,
+        Metric::Decode,
+        Metric::Inference,
+        Metric::InferenceDuration,
+        Metric::UsageInputTokens,
+        Metric::UsageOutputTokens,
+        Metric::UsageCacheReadInputTokens,
+        Metric::OperationInputTokens,
+        Metric::OperationOutputTokens,
+    ];
+
+    /// Whether the semconv mode emits this metric: each mode has its own names for the client
+    /// metrics; the server and `vllm.*` metrics are the same in both.
+    pub fn in_mode(self, mode: SemconvMode) -> bool {
+        match self {
+            Metric::TokenUsage => mode == SemconvMode::V1_41,
+            Metric::InferenceDuration
+            | Metric::UsageInputTokens
+            | Metric::UsageOutputTokens
+            | Metric::UsageCacheReadInputTokens
+            | Metric::OperationInputTokens
+            | Metric::OperationOutputTokens => mode == SemconvMode::Latest,
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_entries_come_first() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(m.in_mode(SemconvMode::V1_41), i < DEFAULT_METRICS, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn all_is_in_table_order() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+        }
     }
 }

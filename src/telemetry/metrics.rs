@@ -2,18 +2,19 @@
 //! measurements, with their attributes.
 //!
 //! Metric attributes are per semconv only (operation, provider, request and response model,
-//! error.type, token type): never a per-request value, so cardinality stays bounded.
+//! error.type, token type or modality): never a per-request value, so cardinality stays bounded.
 //!
 //! Measurements go either into the Rust SDK's histograms (native delivery) or, grouped by metric
 //! and attribute set, into a buffer that the recorder hands to the application's Python meter
 //! provider (bridge delivery): aggregated histograms cannot be replayed into another SDK.
 
-use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use super::hdr::LatencyStore;
-use super::metric_table::{Metric, METRICS};
+use super::metric_table::{Kind, Metric, METRICS};
 use super::semconv as sc;
+use crate::config::SemconvMode;
 use crate::record::{BatchHeader, NameSetRef, OperationRecord, PerNameSet, RequestRecord};
 
 /// What a measurement adds to its batch's base attributes.
@@ -21,11 +22,23 @@ use crate::record::{BatchHeader, NameSetRef, OperationRecord, PerNameSet, Reques
 enum Series<'a> {
     Base,
     Token(&'static str),
+    Modality(&'static str),
     Error(&'a str),
 }
 
+/// `gen_ai.token.modality` of the latest conventions' usage counters. vLLM counts a request's
+/// prompt tokens without saying which modality each is (a multimodal prompt's placeholders are
+/// among them), so input counts are `unknown`, as the conventions ask when the modality cannot be
+/// reliably determined; the tokens vLLM generates are text.
+const INPUT_MODALITY: &str = "unknown";
+const OUTPUT_MODALITY: &str = "text";
+
 /// Every measurement of one finished request, in one place for both deliveries.
-fn request_measurements<'a>(r: &'a RequestRecord, mut emit: impl FnMut(Metric, Series<'a>, f64)) {
+fn request_measurements<'a>(
+    r: &'a RequestRecord,
+    mode: SemconvMode,
+    mut emit: impl FnMut(Metric, Series<'a>, f64),
+) {
     let t = &r.timings;
     let phases = [
         (Metric::Queue, t.queue),
@@ -52,11 +65,54 @@ fn request_measurements<'a>(r: &'a RequestRecord, mut emit: impl FnMut(Metric, S
         }
         Some(error) => emit(Metric::RequestDuration, Series::Error(error), duration),
     }
-    if let Some(n) = r.input_tokens {
-        emit(Metric::TokenUsage, Series::Token("input"), n as f64);
+    match mode {
+        SemconvMode::V1_41 => {
+            if let Some(n) = r.input_tokens {
+                emit(Metric::TokenUsage, Series::Token("input"), n as f64);
+            }
+            if let Some(n) = r.output_tokens {
+                emit(Metric::TokenUsage, Series::Token("output"), n as f64);
+            }
+        }
+        SemconvMode::Latest => {
+            // The per-operation histograms carry error.type (the counters have no such attribute).
+            let per_operation = match &r.error_type {
+                None => Series::Base,
+                Some(error) => Series::Error(error),
+            };
+            if let Some(n) = r.input_tokens {
+                emit(
+                    Metric::UsageInputTokens,
+                    Series::Modality(INPUT_MODALITY),
+                    n as f64,
+                );
+                emit(Metric::OperationInputTokens, per_operation, n as f64);
+            }
+            if let Some(n) = r.cached_input_tokens {
+                emit(
+                    Metric::UsageCacheReadInputTokens,
+                    Series::Modality(INPUT_MODALITY),
+                    n as f64,
+                );
+            }
+            if let Some(n) = r.output_tokens {
+                emit(
+                    Metric::UsageOutputTokens,
+                    Series::Modality(OUTPUT_MODALITY),
+                    n as f64,
+                );
+                emit(Metric::OperationOutputTokens, per_operation, n as f64);
+            }
+        }
     }
-    if let Some(n) = r.output_tokens {
-        emit(Metric::TokenUsage, Series::Token("output"), n as f64);
+}
+
+/// The duration metric of an operation: in the latest conventions, inference has its own.
+fn operation_metric(op: &OperationRecord, mode: SemconvMode) -> Metric {
+    if mode == SemconvMode::Latest && sc::INFERENCE_OPERATIONS.contains(&&*op.operation_name) {
+        Metric::InferenceDuration
+    } else {
+        Metric::OperationDuration
     }
 }
 
@@ -79,57 +135,132 @@ fn series_attributes(base: &[KeyValue], series: Series<'_>) -> Vec<KeyValue> {
     match series {
         Series::Base => {}
         Series::Token(t) => attrs.push(KeyValue::new(sc::TOKEN_TYPE, t)),
+        Series::Modality(m) => attrs.push(KeyValue::new(sc::TOKEN_MODALITY, m)),
         Series::Error(e) => attrs.push(KeyValue::new(sc::ERROR_TYPE, e.to_string())),
     }
     attrs
 }
 
-/// Histograms bound to one attribute set (operation, provider, models): recording into a bound
+/// One instrument of the table, as the Rust SDK has it.
+enum Instrument {
+    Seconds(Histogram<f64>),
+    Tokens(Histogram<u64>),
+    Counter(Counter<u64>),
+}
+
+enum Bound {
+    Seconds(BoundHistogram<f64>),
+    Tokens(BoundHistogram<u64>),
+    Counter(BoundCounter<u64>),
+}
+
+impl Instrument {
+    fn new(meter: &Meter, metric: Metric) -> Instrument {
+        let spec = metric.spec();
+        match (spec.kind, spec.integer) {
+            (Kind::Counter, _) => Instrument::Counter(
+                meter
+                    .u64_counter(spec.name)
+                    .with_unit(spec.unit)
+                    .with_description(spec.description)
+                    .build(),
+            ),
+            (Kind::Histogram, true) => Instrument::Tokens(
+                meter
+                    .u64_histogram(spec.name)
+                    .with_unit(spec.unit)
+                    .with_description(spec.description)
+                    .with_boundaries(spec.buckets.to_vec())
+                    .build(),
+            ),
+            (Kind::Histogram, false) => Instrument::Seconds(
+                meter
+                    .f64_histogram(spec.name)
+                    .with_unit(spec.unit)
+                    .with_description(spec.description)
+                    .with_boundaries(spec.buckets.to_vec())
+                    .build(),
+            ),
+        }
+    }
+
+    fn bind(&self, attributes: &[KeyValue]) -> Bound {
+        match self {
+            Instrument::Seconds(h) => Bound::Seconds(h.bind(attributes)),
+            Instrument::Tokens(h) => Bound::Tokens(h.bind(attributes)),
+            Instrument::Counter(c) => Bound::Counter(c.bind(attributes)),
+        }
+    }
+
+    fn record(&self, value: f64, attributes: &[KeyValue]) {
+        match self {
+            Instrument::Seconds(h) => h.record(value, attributes),
+            Instrument::Tokens(h) => h.record(value as u64, attributes),
+            Instrument::Counter(c) => c.add(value as u64, attributes),
+        }
+    }
+}
+
+impl Bound {
+    fn record(&self, value: f64) {
+        match self {
+            Bound::Seconds(h) => h.record(value),
+            Bound::Tokens(h) => h.record(value as u64),
+            Bound::Counter(c) => c.add(value as u64),
+        }
+    }
+}
+
+/// Slots of a bound set: one per metric, and one more for the second series of
+/// `gen_ai.client.token.usage` (its output tokens). Every other metric has one series per set
+/// besides errors, which are recorded unbound.
+const BOUND_SLOTS: usize = METRICS.len() + 1;
+
+fn bound_slot(metric: Metric, series: Series<'_>) -> usize {
+    match series {
+        Series::Token("output") => METRICS.len(),
+        _ => metric as usize,
+    }
+}
+
+/// Instruments bound to one attribute set (operation, provider, models): recording into a bound
 /// instrument skips the SDK's per-call attribute lookup (hashing and comparing the attribute set),
 /// which dominated the recorder's CPU time. Each is bound on its first value: binding creates the
 /// time series, and a metric vLLM gave no value for must export no point.
-#[derive(Default)]
 struct BoundSet {
-    seconds: [Option<BoundHistogram<f64>>; 9],
-    tokens: [Option<BoundHistogram<u64>>; 2],
+    slots: [Option<Bound>; BOUND_SLOTS],
+}
+
+impl Default for BoundSet {
+    fn default() -> Self {
+        BoundSet {
+            slots: std::array::from_fn(|_| None),
+        }
+    }
 }
 
 /// Bound sets kept at most; past that, records go through the unbound path (same result, slower).
 const MAX_BOUND_SETS: usize = 256;
 
-/// Native delivery: the Rust SDK's histograms, exported by the pipeline's reader.
+/// Native delivery: the Rust SDK's instruments, exported by the pipeline's reader.
 pub struct NativeInstruments {
     bound: PerNameSet<BoundSet>,
-    /// Indexed by `Metric as usize`; `None` at the token usage slot.
-    seconds: Vec<Option<Histogram<f64>>>,
-    token_usage: Histogram<u64>,
+    /// Indexed by `Metric as usize`; `None` for the metrics of the other semconv mode, so they
+    /// are never created (an instrument the SDK knows of is exported).
+    instruments: Vec<Option<Instrument>>,
+    mode: SemconvMode,
 }
 
 impl NativeInstruments {
-    pub fn new(meter: &Meter) -> Self {
-        let seconds = METRICS
+    pub fn new(meter: &Meter, mode: SemconvMode) -> Self {
+        let instruments = Metric::ALL
             .iter()
-            .map(|spec| {
-                (!spec.integer).then(|| {
-                    meter
-                        .f64_histogram(spec.name)
-                        .with_unit(spec.unit)
-                        .with_description(spec.description)
-                        .with_boundaries(spec.buckets.to_vec())
-                        .build()
-                })
-            })
+            .map(|&metric| metric.in_mode(mode).then(|| Instrument::new(meter, metric)))
             .collect();
-        let spec = Metric::TokenUsage.spec();
         NativeInstruments {
             bound: PerNameSet::new(MAX_BOUND_SETS),
-            seconds,
-            token_usage: meter
-                .u64_histogram(spec.name)
-                .with_unit(spec.unit)
-                .with_description(spec.description)
-                .with_boundaries(spec.buckets.to_vec())
-                .build(),
+            instruments,
+            mode,
         }
     }
 
@@ -137,8 +268,7 @@ impl NativeInstruments {
         // Made only to bind an instrument or for an unbound record (an error series).
         let base = || base_attributes(header.names());
         let mut unbound = BoundSet::default();
-        let seconds = &self.seconds;
-        let token_usage = &self.token_usage;
+        let instruments = &self.instruments;
         let bound = match self
             .bound
             .get_or_insert_with(header.names(), BoundSet::default)
@@ -147,45 +277,37 @@ impl NativeInstruments {
             None => &mut unbound,
         };
         for r in requests {
-            request_measurements(r, |metric, series, value| match series {
-                Series::Base => {
-                    if let Some(histogram) = &seconds[metric as usize] {
-                        bound.seconds[metric as usize]
-                            .get_or_insert_with(|| histogram.bind(&base()))
-                            .record(value);
+            request_measurements(r, self.mode, |metric, series, value| {
+                let Some(instrument) = &instruments[metric as usize] else {
+                    return;
+                };
+                match series {
+                    Series::Error(_) => {
+                        instrument.record(value, &series_attributes(&base(), series));
                     }
-                }
-                Series::Token(token_type) => {
-                    let slot = usize::from(token_type == "output");
-                    bound.tokens[slot]
-                        .get_or_insert_with(|| {
-                            token_usage.bind(&series_attributes(&base(), series))
-                        })
-                        .record(value as u64);
-                }
-                Series::Error(_) => {
-                    if let Some(histogram) = &seconds[metric as usize] {
-                        histogram.record(value, &series_attributes(&base(), series));
-                    }
+                    _ => bound.slots[bound_slot(metric, series)]
+                        .get_or_insert_with(|| instrument.bind(&series_attributes(&base(), series)))
+                        .record(value),
                 }
             });
         }
     }
 
     fn record_operation(&mut self, op: &OperationRecord, seconds: f64) {
-        let Some(histogram) = &self.seconds[Metric::OperationDuration as usize] else {
+        let metric = operation_metric(op, self.mode);
+        let Some(instrument) = &self.instruments[metric as usize] else {
             return;
         };
         let base = || base_attributes(op.names());
         if let Some(error) = &op.error_type {
-            histogram.record(seconds, &series_attributes(&base(), Series::Error(error)));
+            instrument.record(seconds, &series_attributes(&base(), Series::Error(error)));
             return;
         }
         match self.bound.get_or_insert_with(op.names(), BoundSet::default) {
-            Some(set) => set.seconds[Metric::OperationDuration as usize]
-                .get_or_insert_with(|| histogram.bind(&base()))
+            Some(set) => set.slots[metric as usize]
+                .get_or_insert_with(|| instrument.bind(&base()))
                 .record(seconds),
-            None => histogram.record(seconds, &base()),
+            None => instrument.record(seconds, &base()),
         }
     }
 }
@@ -201,15 +323,24 @@ pub struct MeasurementGroup {
 #[derive(Default)]
 pub struct MeasurementBuffer {
     groups: Vec<MeasurementGroup>,
+    mode: SemconvMode,
 }
 
 impl MeasurementBuffer {
+    pub fn new(mode: SemconvMode) -> Self {
+        MeasurementBuffer {
+            groups: Vec::new(),
+            mode,
+        }
+    }
+
     fn record_requests(&mut self, header: &BatchHeader, requests: &[RequestRecord]) {
         let base = base_attributes(header.names());
         // Groups of this batch: a handful (metric x series), so a linear search is cheapest.
         let mut index: Vec<(Metric, Series<'_>, usize)> = Vec::new();
+        let mode = self.mode;
         for r in requests {
-            request_measurements(r, |metric, series, value| {
+            request_measurements(r, mode, |metric, series, value| {
                 let found = index
                     .iter()
                     .find(|(m, s, _)| *m == metric && *s == series)
@@ -252,6 +383,13 @@ pub enum Instruments {
 }
 
 impl Instruments {
+    fn mode(&self) -> SemconvMode {
+        match self {
+            Instruments::Native(native) => native.mode,
+            Instruments::Bridge(buffer) => buffer.mode,
+        }
+    }
+
     /// Records every metric of one batch of finished requests, and their HDR samples.
     pub fn record_requests(
         &mut self,
@@ -263,10 +401,11 @@ impl Instruments {
             Instruments::Native(native) => native.record_requests(header, requests),
             Instruments::Bridge(buffer) => buffer.record_requests(header, requests),
         }
+        let mode = self.mode();
         let latencies = hdr.model(header.request_model.as_deref().unwrap_or(""));
         for r in requests {
-            request_measurements(r, |metric, _, value| {
-                if metric != Metric::TokenUsage {
+            request_measurements(r, mode, |metric, _, value| {
+                if !metric.spec().integer {
                     latencies.record(metric, value);
                 }
             });
@@ -275,6 +414,7 @@ impl Instruments {
 
     pub fn record_operation(&mut self, op: &OperationRecord, hdr: &mut LatencyStore) {
         let seconds = op.end_unix_nanos.saturating_sub(op.start_unix_nanos) as f64 / 1e9;
+        let metric = operation_metric(op, self.mode());
         match self {
             Instruments::Native(native) => native.record_operation(op, seconds),
             Instruments::Bridge(buffer) => {
@@ -283,11 +423,11 @@ impl Instruments {
                     Some(error) => series_attributes(&base, Series::Error(error)),
                     None => base,
                 };
-                buffer.record(Metric::OperationDuration, attrs, seconds)
+                buffer.record(metric, attrs, seconds)
             }
         }
         hdr.model(op.request_model.as_deref().unwrap_or(""))
-            .record(Metric::OperationDuration, seconds);
+            .record(metric, seconds);
     }
 
     /// The measurements waiting for the bridge (none in native delivery).

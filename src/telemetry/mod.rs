@@ -18,7 +18,7 @@ pub(crate) use engine_gauges::{
 };
 pub(crate) use hdr::{summary_table, LatencyStore, Percentiles};
 pub(crate) use ids::{new_span_id, new_trace_id};
-pub(crate) use metric_table::METRICS;
+pub(crate) use metric_table::{Kind, MetricSpec, DEFAULT_METRICS, METRICS};
 pub(crate) use metrics::{Instruments, MeasurementBuffer, MeasurementGroup, NativeInstruments};
 pub(crate) use semconv::INSTRUMENTATION_SCOPE;
 pub(crate) use spans::{merge_attributes, span_name, SpanFactory};

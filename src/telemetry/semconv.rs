@@ -1,7 +1,8 @@
 //! Names and bucket boundaries of the telemetry the core emits.
 //!
 //! GenAI names and boundaries follow OpenTelemetry semantic conventions v1.41.1
-//! (the GenAI metrics of the conventions); the `gen_ai.latency.*` span attributes are the names vLLM's own
+//! (the GenAI metrics of the conventions) by default, and the latest GenAI conventions
+//! (semantic-conventions-genai) with `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`; the `gen_ai.latency.*` span attributes are the names vLLM's own
 //! `llm_request` span uses, kept so dashboards built on it keep working; `vllm.*` metrics are ours.
 
 pub const INSTRUMENTATION_SCOPE: &str = "opentelemetry.instrumentation.vllm";
@@ -17,6 +18,8 @@ pub const USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 pub const USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
 pub const USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
 pub const TOKEN_TYPE: &str = "gen_ai.token.type";
+/// Latest conventions: the modality of the tokens a usage counter counts (`text`, `unknown`, ...).
+pub const TOKEN_MODALITY: &str = "gen_ai.token.modality";
 pub const ERROR_TYPE: &str = "error.type";
 pub const OPERATION_REQUEST_COUNT: &str = "vllm.operation.request_count";
 
@@ -56,6 +59,17 @@ pub const METRIC_TPOT: &str = "gen_ai.server.time_per_output_token";
 pub const METRIC_REQUEST_DURATION: &str = "gen_ai.server.request.duration";
 pub const METRIC_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
 pub const METRIC_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+// The latest conventions' replacements (semantic-conventions-genai #521, #374).
+pub const METRIC_INFERENCE_DURATION: &str = "gen_ai.client.inference.duration";
+pub const METRIC_USAGE_INPUT_TOKENS: &str = "gen_ai.client.inference.usage.input_tokens";
+pub const METRIC_USAGE_OUTPUT_TOKENS: &str = "gen_ai.client.inference.usage.output_tokens";
+pub const METRIC_USAGE_CACHE_READ_INPUT_TOKENS: &str =
+    "gen_ai.client.inference.usage.cache_read.input_tokens";
+pub const METRIC_OPERATION_INPUT_TOKENS: &str = "gen_ai.client.inference.operation.input_tokens";
+pub const METRIC_OPERATION_OUTPUT_TOKENS: &str = "gen_ai.client.inference.operation.output_tokens";
+/// The `gen_ai.operation.name` values of inference: `gen_ai.client.inference.duration` replaces
+/// `gen_ai.client.operation.duration` for these only (embeddings keep the latter).
+pub const INFERENCE_OPERATIONS: [&str; 3] = ["chat", "text_completion", "generate_content"];
 pub const METRIC_QUEUE: &str = "vllm.request.queue.duration";
 pub const METRIC_PREFILL: &str = "vllm.request.prefill.duration";
 pub const METRIC_DECODE: &str = "vllm.request.decode.duration";
@@ -82,7 +96,7 @@ pub const TTFT_BUCKETS: &[f64] = &[
 pub const TPOT_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 ];
-/// `gen_ai.client.token.usage`.
+/// `gen_ai.client.token.usage`, `gen_ai.client.inference.operation.{input,output}_tokens`.
 pub const TOKEN_BUCKETS: &[f64] = &[
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
     16777216.0, 67108864.0,

@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.dependencies import DependencyConflict, get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.vllm import _bridge, _configuration, _core, _delivery, _lifecycle
+from opentelemetry.instrumentation.vllm import _bridge, _configuration, _core, _delivery, _lifecycle, _vllm
 from opentelemetry.instrumentation.vllm._content import ContentPolicy
 from opentelemetry.instrumentation.vllm._offline import OfflineInstrumentation
 from opentelemetry.instrumentation.vllm._serving import ServingInstrumentation
@@ -70,6 +70,8 @@ class VllmInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 bridges.get("traces"),
                 bridges.get("metrics"),
             )
+            # The shim's own part of the semconv mode (top_k's type), read once from the core's configuration.
+            _vllm.use_latest_semconv(_core.semconv_latest())
             _warn_if_delivery_differs(bridges)
             _lifecycle.register(_configuration.shutdown_timeout_seconds(kwargs))
         except Exception:  # noqa: BLE001 - telemetry must never break the application

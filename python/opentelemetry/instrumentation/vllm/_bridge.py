@@ -149,31 +149,40 @@ class SpanBridge(_Bridge):
         span.end(end_time=end_ns)
 
 
+# The core's measurement groups index this: the default conventions' instruments, then the latest's.
+_ALL_METRICS = _core.METRICS + _core.LATEST_METRICS
+
+
 class MetricBridge(_Bridge):
     def __init__(self) -> None:
         super().__init__()
-        # (provider, histograms): created again when the provider changes.
-        self._histograms: tuple[Any, list[Any]] | None = None
+        # (provider, meter, instruments by METRICS index): created again when the provider changes.
+        # Each instrument is made at its first measurement: the table holds both semconv modes'
+        # instruments, and only those the running mode records may be exported.
+        self._instruments_of: tuple[Any, Any, list[Any]] | None = None
 
     def _global_provider(self) -> Any:
         return metrics.get_meter_provider()
 
-    def _instruments(self) -> list[Any]:
+    def _instruments(self) -> tuple[Any, list[Any]]:
         provider = self.provider()
-        if self._histograms is None or self._histograms[0] is not provider:
+        if self._instruments_of is None or self._instruments_of[0] is not provider:
             meter = provider.get_meter(SCOPE, __version__)
-            histograms = [
-                meter.create_histogram(
-                    name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
-                )
-                for name, unit, description, buckets, _integer in _core.METRICS
-            ]
             _observe_engines(meter)
-            self._histograms = (provider, histograms)
-        return self._histograms[1]
+            self._instruments_of = (provider, meter, [None] * len(_ALL_METRICS))
+        return self._instruments_of[1], self._instruments_of[2]
+
+    @staticmethod
+    def _create(meter: Any, index: int) -> Any:
+        name, unit, description, buckets, _integer = _ALL_METRICS[index]
+        if index in _core.COUNTER_METRICS:
+            return meter.create_counter(name, unit=unit, description=description).add
+        return meter.create_histogram(
+            name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+        ).record
 
     def prepare(self) -> None:
-        """Creates the instruments now, so the engine gauges are observed before any request ends."""
+        """Creates the meter now, so the engine gauges are observed before any request ends."""
         with self._lock:
             try:
                 self._instruments()
@@ -184,11 +193,14 @@ class MetricBridge(_Bridge):
         failed, first_error = 0, None
         with self._lock:
             try:
-                histograms = self._instruments()
+                meter, instruments = self._instruments()
+                for index, _, _ in groups:
+                    if instruments[index] is None:
+                        instruments[index] = self._create(meter, index)
             except Exception as error:  # noqa: BLE001
                 return sum(len(values) for _, _, values in groups), f"{type(error).__name__}: {error}"
             for index, attributes, values in groups:
-                record = histograms[index].record
+                record = instruments[index]
                 for value in values:
                     try:
                         record(value, attributes)

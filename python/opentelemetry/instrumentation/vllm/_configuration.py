@@ -38,6 +38,8 @@ VARIABLE_OF_ARGUMENT: dict[str, str] = {
     "metric_export_interval_ms": "OTEL_METRIC_EXPORT_INTERVAL",
     "temporality": "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
     "latency_summary": "OTEL_INSTRUMENTATION_VLLM_LATENCY_SUMMARY",
+    # The GenAI conventions: "gen_ai_latest_experimental" (in this comma-separated list) for the latest.
+    "semconv_stability_opt_in": "OTEL_SEMCONV_STABILITY_OPT_IN",
 }
 SHUTDOWN_TIMEOUT_VARIABLE = "OTEL_INSTRUMENTATION_VLLM_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000

@@ -180,6 +180,7 @@ class EngineRequests:
         """The output processor (``owner``, not read) is about to take ``request``. Never raises."""
         try:
             external_id, operation, arrival_ns, attributes = _vllm.engine_request_fields(request)
+            _vllm.add_serving_request_attributes(attributes, request)
             parent = incoming_parent(request)
             # The process's entry span when nothing local encloses it.
             kind = SPAN_KIND_SERVER if parent is None or parent[3] else SPAN_KIND_INTERNAL
@@ -215,6 +216,7 @@ class EngineRequests:
         try:
             pending = self.pending.pop(req_state.request_id, None)
             if pending is not None:
+                _vllm.add_parent_choice_count(pending.attributes, req_state)
                 end_wall = _vllm.iteration_end_wall(iteration_stats)
                 self.finished.append((pending, req_state, _vllm.finish_reason_name(finish_reason), end_wall))
         except Exception:  # noqa: BLE001
@@ -230,6 +232,7 @@ class EngineRequests:
             if _vllm.failed_in_engine(req_state):
                 pending = self.pending.pop(req_state.request_id, None)
                 if pending is not None:
+                    _vllm.add_parent_choice_count(pending.attributes, req_state)
                     self.finished.append((pending, req_state, _vllm.ENGINE_FAILURE_FINISH_REASON, None))
         except Exception:  # noqa: BLE001
             _logger.debug("could not read a failed request", exc_info=True)

@@ -187,7 +187,12 @@ SAMPLING_FIELDS = (
     "seed",
     "stop",
     "n",
+    "structured_outputs",
 )
+# StructuredOutputsParams (SamplingParams.structured_outputs, 0.11.0+): the constraints that ask for
+# JSON, and those that constrain text (gen_ai.output.type "json" or "text").
+STRUCTURED_OUTPUT_JSON_FIELDS = ("json", "json_object")
+STRUCTURED_OUTPUT_TEXT_FIELDS = ("regex", "choice", "grammar", "structural_tag")
 LORA_NAME_FIELDS = ("lora_name", "name")
 _read_sampling_fields = operator.attrgetter(*SAMPLING_FIELDS)
 # Types of parameters found without one of those values (PoolingParams): read name by name, with
@@ -204,6 +209,28 @@ def _sampling_values(params: Any) -> tuple[Any, ...]:
     return tuple([getattr(params, name, None) for name in SAMPLING_FIELDS])
 
 
+# gen_ai.request.top_k is an int in the latest GenAI conventions, a double in v1.41.1: set once at
+# instrument() from the core's configuration (OTEL_SEMCONV_STABILITY_OPT_IN), before any request.
+_top_k_as_int = False
+
+
+def use_latest_semconv(latest: bool) -> None:
+    global _top_k_as_int  # noqa: PLW0603 - one flag, set at instrument() only
+    _top_k_as_int = bool(latest)
+
+
+def output_type(structured_outputs: Any) -> str | None:
+    """gen_ai.output.type of a request's structured-output constraint: "json" for a JSON schema or
+    JSON object, "text" for a regex, choice, grammar or structural tag; None without one."""
+    if structured_outputs is None:
+        return None
+    if any(getattr(structured_outputs, name, None) for name in STRUCTURED_OUTPUT_JSON_FIELDS):
+        return "json"
+    if any(getattr(structured_outputs, name, None) for name in STRUCTURED_OUTPUT_TEXT_FIELDS):
+        return "text"
+    return None
+
+
 def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[str, Any]:
     """Semconv request attributes from SamplingParams (PoolingParams have none of these).
 
@@ -214,7 +241,9 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
     the values are read in one call, each value of the usual type is taken inline, and only others
     go through _count, _real and _integer.
     """
-    max_tokens, temperature, top_p, frequency_penalty, presence_penalty, top_k, seed, stop, n = _sampling_values(params)
+    (max_tokens, temperature, top_p, frequency_penalty, presence_penalty, top_k, seed, stop, n, structured) = (
+        _sampling_values(params)
+    )
     attributes: dict[str, Any] = {}
     if type(max_tokens) is not int or not 0 <= max_tokens <= MAX_COUNT:
         max_tokens = _count(max_tokens)
@@ -231,9 +260,12 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
         if value is not None:
             attributes[key] = value
     # vLLM uses -1 (older) or 0 (newer) for "top-k disabled": no top-k was requested.
-    top_k = None if type(top_k) is int and top_k <= 0 else _real(_integer(top_k))
+    top_k = None if type(top_k) is int and top_k <= 0 else _integer(top_k)
     if top_k is not None and top_k > 0:
-        attributes["gen_ai.request.top_k"] = top_k  # a double in semconv v1.41
+        # A double in semconv v1.41.1, an int in the latest conventions.
+        top_k = _count(top_k) if _top_k_as_int else _real(top_k)
+        if top_k is not None:
+            attributes["gen_ai.request.top_k"] = top_k
     if seed is not None and type(seed) is not int:
         seed = _integer(seed)
     if seed is not None:
@@ -249,6 +281,10 @@ def request_attributes(params: Any, lora_request: Any, priority: Any) -> dict[st
         n = _integer(n)
     if n is not None and n > 1:  # semconv: only when not 1
         attributes["gen_ai.request.choice.count"] = n
+    if structured is not None:
+        kind = output_type(structured)
+        if kind is not None:
+            attributes["gen_ai.output.type"] = kind
     if lora_request is not None:
         lora_name = getattr(lora_request, LORA_NAME_FIELDS[0], None) or getattr(lora_request, LORA_NAME_FIELDS[1], None)
         if lora_name:
@@ -521,6 +557,35 @@ def trace_headers_of(headers: Any) -> dict[str, str] | None:
         if value:
             found[name] = value
     return found if "traceparent" in found else None
+
+
+# SamplingParams.output_kind (RequestOutputKind) names of a request whose outputs the client gets as
+# they are made: the OpenAI server's stream=true is DELTA, stream=false FINAL_ONLY; AsyncLLM.generate's
+# default, CUMULATIVE, streams too.
+STREAMING_OUTPUT_KINDS = ("DELTA", "CUMULATIVE")
+# A RequestState's ParentRequest (parallel_sampling.py), where vLLM split a request of n > 1 into n
+# child requests with n=1: its sampling_params are the client's.
+REQUEST_STATE_PARENT = "parent_req"
+PARENT_REQUEST_PARAMS = "sampling_params"
+
+
+def add_serving_request_attributes(attributes: dict[str, Any], request: Any) -> None:
+    """What only serving knows of an engine request: gen_ai.request.stream (true, and only when the
+    request streams)."""
+    kind = getattr(getattr(getattr(request, "sampling_params", None), "output_kind", None), "name", None)
+    if kind in STREAMING_OUTPUT_KINDS:
+        attributes["gen_ai.request.stream"] = True
+
+
+def add_parent_choice_count(attributes: dict[str, Any], req_state: Any) -> None:
+    """gen_ai.request.choice.count of a child of an n > 1 request (serving), from its parent: each
+    child's own parameters say n=1. Nothing for any other request (no parent)."""
+    parent = getattr(req_state, REQUEST_STATE_PARENT, None)
+    if parent is None:
+        return
+    n = _integer(getattr(getattr(parent, PARENT_REQUEST_PARAMS, None), "n", None))
+    if n is not None and n > 1:
+        attributes["gen_ai.request.choice.count"] = n
 
 
 def engine_request_fields(request: Any) -> tuple[str, str, int | None, dict[str, Any]]:
@@ -998,7 +1063,11 @@ ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
     "AsyncMPClient": ("client_index",),  # async_llm_api_server_index()
     "VllmConfig": ("model_config",),
     "ModelConfig": ("served_model_name", "model"),
-    "SamplingParams": SAMPLING_FIELDS,  # PoolingParams: the same names, where it has them
+    "SamplingParams": SAMPLING_FIELDS + ("output_kind",),  # PoolingParams: the same names, where it has them
+    # output_type(): which constraint a request's structured_outputs sets.
+    "StructuredOutputsParams": STRUCTURED_OUTPUT_JSON_FIELDS + STRUCTURED_OUTPUT_TEXT_FIELDS,
+    # add_parent_choice_count(): the client's n of a request vLLM split into n children.
+    "ParentRequest": (PARENT_REQUEST_PARAMS,),
     "LoRARequest": LORA_NAME_FIELDS,
     # add_request's prompt (a dict) as _content.py reads it for content capture.
     "PromptType": ("prompt", "prompt_token_ids"),
@@ -1030,7 +1099,7 @@ ATTRIBUTES_READ: dict[str, tuple[str, ...]] = {
     # native_tracing_enabled() (tracing_enabled 0.32+, tracer before); request_states: _serving.py (on abort).
     "OutputProcessor": ("tracing_enabled", "tracer", OUTPUT_PROCESSOR_REQUEST_STATES),
     # request_id: _serving.py directly; queue: failed_in_engine(); external_req_id: unfinished_request_states().
-    "RequestState": ("request_id", "queue", REQUEST_STATE_EXTERNAL_ID)
+    "RequestState": ("request_id", "queue", REQUEST_STATE_EXTERNAL_ID, REQUEST_STATE_PARENT)
     + _names(FINISHED_REQUEST_FIELDS, "stats", "prompt_tokens", "cached_tokens", "detokenizer"),
     "Detokenizer": _names(FINISHED_REQUEST_FIELDS, "output_token_count", "output_token_ids") + ("output_text",),
     "RequestOutputCollector": ("output",),  # failed_in_engine()
@@ -1055,6 +1124,8 @@ ATTRIBUTE_CLASSES: dict[str, tuple[tuple[str, str], ...]] = {
     "VllmConfig": (("vllm.config", "VllmConfig"),),
     "ModelConfig": (("vllm.config", "ModelConfig"),),
     "SamplingParams": (("vllm.sampling_params", "SamplingParams"),),
+    "StructuredOutputsParams": (("vllm.sampling_params", "StructuredOutputsParams"),),
+    "ParentRequest": (("vllm.v1.engine.parallel_sampling", "ParentRequest"),),
     "LoRARequest": (("vllm.lora.request", "LoRARequest"),),
     "RequestOutput": (("vllm.outputs", "RequestOutput"),),
     "CompletionOutput": (("vllm.outputs", "CompletionOutput"),),
