@@ -1,12 +1,12 @@
 //! The instruments the core records, one table for both deliveries: name, unit, description,
 //! instrument kind and the semconv bucket boundaries, indexed by `Metric`. `metrics.rs` records
 //! into them (the semconv mode chooses which), `hdr.rs` keeps a local HDR histogram per seconds
-//! entry, and the metric bridge gets the table (`_core.METRICS`).
+//! entry, and the metric bridge gets the table (`_core.METRICS` and `_core.LATEST_METRICS`).
 
 use super::semconv as sc;
 use crate::config::SemconvMode;
 
-/// A histogram the core records.
+/// An instrument the core records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
     Ttft,
